@@ -1,0 +1,28 @@
+"""Layer-wise compression solvers: ``solve(name, W, G, **config) -> SolveResult``.
+
+Pure tensor math (no model, file, RNG state or Snakemake object). To add a method: write a
+module with a frozen ``MethodConfig`` subclass and a core function decorated with
+``@register(name, Config=..., kind=..., needs_gram=...)``, and import the module below.
+"""
+from reprise.llm.methods.base import (
+    MethodConfig,
+    NoConfig,
+    PruneConfig,
+    QuantConfig,
+    SolveResult,
+    check_inputs,
+    layer_objective,
+    parse_nm,
+)
+from reprise.llm.methods.registry import REGISTRY, Method, get_method, register, solve
+
+# built-in methods register themselves on import
+from reprise.llm.methods import identity, rtn, gptq, magnitude, wanda, sparsegpt  # noqa: E402,F401,I001
+from reprise.llm.methods.gptq import GptqConfig
+from reprise.llm.methods.sparsegpt import SparseGptConfig
+
+__all__ = [
+    "REGISTRY", "Method", "MethodConfig", "NoConfig", "QuantConfig", "PruneConfig", "GptqConfig",
+    "SparseGptConfig", "SolveResult", "check_inputs", "get_method", "layer_objective", "parse_nm",
+    "register", "solve",
+]

@@ -1,0 +1,252 @@
+"""The ``reprise`` command: compress | evaluate | plan | targets.
+
+    reprise compress --model <key|dir|file.gguf|org/name[@rev]> --method gptq --bits 4 --out DIR
+    reprise evaluate --model DIR --testsets enwiki-gensim --seqlen 256
+    reprise plan --scale full
+    reprise targets
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reprise.io import ReproError
+
+DEFAULT_CONFIG = "config/config.yaml"
+
+
+def _load_config(scale: str | None, config_path: str = DEFAULT_CONFIG) -> dict[str, Any]:
+    """config.yaml merged with a scale file, as snakemake --configfile merges them."""
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    path = Path(config_path)
+    if not path.is_file():
+        raise ReproError(f"{path} not found: run reprise from the repository root or pass --config")
+    cfg = yaml.safe_load(path.read_text())
+    if scale:
+        scale_file = path.parent / "scales" / f"{scale}.yaml"
+        if not scale_file.is_file():
+            raise ReproError(f"no scale file {scale_file}; scales: smoke, mini, full")
+        cfg = merge(cfg, yaml.safe_load(scale_file.read_text()))
+    return cfg
+
+
+def _parse_kv(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ReproError(f"--set {item!r}: use key=value (value parsed as YAML)")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ compress
+def cmd_compress(args: argparse.Namespace) -> int:
+    from reprise import pipeline
+    from reprise.llm.data import load_registry, make_tokens, save_tokens, dataset_key, fetch_raw
+    from reprise.llm.methods import get_method
+    from reprise.llm.models import load_model_registry, materialize, resolve_spec
+
+    pipeline.setup(threads=args.threads)
+    method = get_method(args.method)
+    config = _parse_kv(args.set)
+    for name in ("bits", "group_size", "sparsity", "nm"):
+        if getattr(args, name) is not None:
+            config[name] = getattr(args, name)
+    method.Config.from_dict(config)  # fail on a bad key before loading anything
+
+    models = load_model_registry(args.models)
+    spec = resolve_spec(args.model, models)
+    model_dir = Path(args.cache) / "models" / spec.key
+    if not (model_dir / "source.json").is_file():
+        print(f"materialising {spec.key} into {model_dir}", file=sys.stderr)
+        materialize(spec, model_dir, models)
+
+    datasets = load_registry(args.datasets)
+    raw = Path(args.cache) / "data" / "raw" / dataset_key(args.calib_dataset, datasets)
+    if not (raw / "manifest.json").is_file():
+        fetch_raw(args.calib_dataset, datasets, raw)
+    from transformers import AutoTokenizer
+
+    spec_tokens = {"dataset": args.calib_dataset, "role": "calibration", "split": args.calib_split,
+                   "protocol": args.calib_protocol, "n": args.calib_n, "seqlen": args.seqlen, "seed": args.seed}
+    windows, meta = make_tokens(spec_tokens, AutoTokenizer.from_pretrained(model_dir), raw)
+    out = Path(args.out)
+    calib_path = out.parent / f".{out.name}.calib.pt"
+    save_tokens(calib_path, windows, meta)
+    driver = {"device": args.device, "true_sequential": args.true_sequential, "gram_dtype": args.gram_dtype}
+    if args.blocks:
+        driver["blocks"] = [int(x) for x in args.blocks.split(":")]
+    summary = pipeline.compress(model_dir, calib_path, args.method, config, out, driver=driver, dtype=args.dtype,
+                                resume_dir=out.parent / f".{out.name}.resume",
+                                context={"model": spec.key, "cli": True})
+    calib_path.unlink(missing_ok=True)
+    print(json.dumps({k: summary[k] for k in ("method", "config", "layers", "mean_rel_err", "solve_seconds")}, indent=2))
+    print(f"wrote {out}/model (reload with AutoModelForCausalLM.from_pretrained), solve_log.csv, provenance.json")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from reprise import pipeline
+    from reprise.llm.data import TEST_SETS, dataset_key, fetch_raw, load_registry, make_tokens
+    from reprise.llm.eval import perplexity
+    from reprise.llm.models import load_local
+    from reprise.metrics import ppl_metric
+
+    pipeline.setup(threads=args.threads)
+    model, tokenizer = load_local(args.model, dtype=args.dtype)
+    datasets = load_registry(args.datasets)
+    metrics: dict[str, float] = {}
+    for ts in args.testsets:
+        if ts not in TEST_SETS:
+            raise ReproError(f"unknown test set {ts!r}; known: {sorted(TEST_SETS)}")
+        name = TEST_SETS[ts]["dataset"]
+        raw = Path(args.cache) / "data" / "raw" / dataset_key(name, datasets)
+        if not (raw / "manifest.json").is_file():
+            fetch_raw(name, datasets, raw)
+        windows, _ = make_tokens({"test_set": ts, "seqlen": args.seqlen, "max_windows": args.max_windows},
+                                 tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(args.model), raw)
+        metrics[ppl_metric(ts, args.seqlen)] = perplexity(model, windows, args.seqlen, device=args.device)["ppl"]
+    if args.tasks:
+        from reprise.llm.eval.zeroshot import evaluate_zeroshot
+
+        res = evaluate_zeroshot(model, tokenizer, args.tasks, task_dirs=args.task_dir or (), batch_size=args.batch_size,
+                                limit=args.limit, device=args.device if args.device != "auto" else "cpu")
+        metrics.update(res["metrics"])
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- plan
+def plan_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Jobs, estimated GPU-hours and storage per paper and model (order-of-magnitude estimates).
+
+    Compress time scales with parameters (GPTQ: ~21 min for OPT-13B on one A100, anchors §2.6);
+    evaluation with parameters x evaluated tokens; storage with parameters x bytes per weight.
+    """
+    from reprise.llm.models import load_model_registry
+    from reprise.papers import DENSE, load_manifest, plan as plan_cells
+
+    models = load_model_registry(cfg["registries"]["models"])
+    bytes_per = {"float32": 4, "float16": 2, "bfloat16": 2}
+    ev = cfg["eval"]
+    rows = []
+    for paper in cfg["papers"]:
+        manifest = load_manifest(Path(cfg["registries"]["manifests"]) / f"{paper}.yaml")
+        runs = sorted({c.run for c in plan_cells(manifest, cfg)})
+        for model in sorted({r[0] for r in runs}):
+            spec = models[model]
+            n = spec.params or 0.0
+            compress_jobs = sum(1 for r in runs if r[0] == model and r[1] != DENSE)
+            eval_jobs = sum(1 for r in runs if r[0] == model) * (len(ev["testsets"]) + len(ev.get("zeroshot_tasks") or []))
+            gpu_h = compress_jobs * (n / 13e9) * (21 / 60) + eval_jobs * (n / 13e9) * (5 / 60)
+            storage = (compress_jobs if cfg.get("keep_checkpoints") else min(compress_jobs, 1)) * n * bytes_per[spec.dtype]
+            rows.append({"paper": paper, "model": model, "params": n, "compress_jobs": compress_jobs,
+                         "eval_jobs": eval_jobs, "gpu_hours_est": round(gpu_h, 2), "storage_gb_est": round(storage / 1e9, 1)})
+    return rows
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    rows = plan_rows(_load_config(args.scale, args.config))
+    head = ["paper", "model", "params", "compress_jobs", "eval_jobs", "gpu_hours_est", "storage_gb_est"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print("| " + " | ".join(f"{r[h]:.3g}" if h == "params" else str(r[h]) for h in head) + " |")
+    tot = {k: round(sum(r[k] for r in rows), 2) for k in ("compress_jobs", "eval_jobs", "gpu_hours_est", "storage_gb_est")}
+    print(f"\ntotal: {tot['compress_jobs']} compress jobs, {tot['eval_jobs']} eval jobs, "
+          f"~{tot['gpu_hours_est']} GPU-hours (A100-class), ~{tot['storage_gb_est']} GB of checkpoints (estimates)")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from reprise.papers import load_manifest, targets
+
+    cfg = _load_config(args.scale, args.config)
+    for paper in cfg["papers"]:
+        manifest = load_manifest(Path(cfg["registries"]["manifests"]) / f"{paper}.yaml")
+        for t in targets(manifest):
+            kind = "table" if t in manifest.tables else "figure"
+            print(f"{paper}_{t}\t{kind}\tresults/papers/{paper}/{t}.{'md' if kind == 'table' else 'png'}")
+        print(f"{paper} report\treport\tresults/papers/{paper}/report.md")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reprise", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compress", help="compress one model with one method")
+    c.add_argument("--model", required=True, help="registry key, model directory, .gguf file or hub id[@rev]")
+    c.add_argument("--method", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--bits", type=int)
+    c.add_argument("--group-size", type=int, dest="group_size")
+    c.add_argument("--sparsity", type=float)
+    c.add_argument("--nm", help='N:M pattern such as "2:4"')
+    c.add_argument("--set", action="append", help="any other method option, key=value")
+    c.add_argument("--calib-dataset", default="enwiki-gensim")
+    c.add_argument("--calib-split", default="train")
+    c.add_argument("--calib-protocol", default="contiguous")
+    c.add_argument("--calib-n", type=int, default=16)
+    c.add_argument("--seqlen", type=int, default=256)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--blocks", help="start:stop of blocks to compress")
+    c.add_argument("--true-sequential", action="store_true")
+    c.add_argument("--gram-dtype", default="float32")
+    c.add_argument("--dtype", default="float32")
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=cmd_compress)
+
+    e = sub.add_parser("evaluate", help="perplexity and zero-shot of a model directory")
+    e.add_argument("--model", required=True)
+    e.add_argument("--testsets", nargs="*", default=["enwiki-gensim"])
+    e.add_argument("--seqlen", type=int, default=256)
+    e.add_argument("--max-windows", type=int, default=8)
+    e.add_argument("--tasks", nargs="*", default=[])
+    e.add_argument("--task-dir", action="append")
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--limit", type=int)
+    e.add_argument("--dtype", default="float32")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=cmd_evaluate)
+
+    for name, func, help_ in (("plan", cmd_plan, "jobs, GPU-hours and storage of a scale before running it"),
+                              ("targets", cmd_targets, "every named table/figure target")):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("--scale", default=None, choices=["smoke", "mini", "full"])
+        s.add_argument("--config", default=DEFAULT_CONFIG)
+        s.set_defaults(func=func)
+
+    for s in (c, e):
+        s.add_argument("--models", default="config/models.yaml")
+        s.add_argument("--datasets", default="config/datasets.yaml")
+        s.add_argument("--cache", default=".", help="where models/ and data/ caches live")
+        s.add_argument("--threads", type=int, default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ReproError as exc:
+        print(f"reprise: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

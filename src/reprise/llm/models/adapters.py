@@ -1,0 +1,139 @@
+"""Declarative per-architecture tables: where the blocks, embeddings, final stage and linears live.
+
+One table per family, in the style of GPTQModel's module tables. The driver and the perplexity
+loop read nothing architecture-specific from anywhere else. Adding an architecture means adding
+one ``Adapter`` entry here (see the README).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from reprise.io import ReproError
+
+
+@dataclass(frozen=True)
+class Adapter:
+    family: str
+    model_types: tuple[str, ...]  # HF ``config.model_type`` values this table covers
+    blocks: str  # dotted path of the ModuleList of transformer blocks
+    pre_modules: tuple[str, ...]  # run before block 0 (moved to the device for input capture)
+    post_modules: tuple[str, ...]  # final stage before the head, applied in this order
+    head: str
+    # Linears of one block in true-sequential order: each inner tuple is a group whose Grams come
+    # from one forward pass after the previous groups were compressed.
+    sequential_groups: tuple[tuple[str, ...], ...]
+
+    @property
+    def linear_names(self) -> tuple[str, ...]:
+        return tuple(n for g in self.sequential_groups for n in g)
+
+    def groups(self, true_sequential: bool) -> list[list[str]]:
+        """Linear groups for one block: the true-sequential groups, or all linears at once."""
+        if true_sequential:
+            return [list(g) for g in self.sequential_groups]
+        return [list(self.linear_names)]
+
+
+ADAPTERS: dict[str, Adapter] = {
+    a.family: a
+    for a in (
+        Adapter(
+            family="opt",
+            model_types=("opt",),
+            blocks="model.decoder.layers",
+            pre_modules=("model.decoder.embed_tokens", "model.decoder.embed_positions", "model.decoder.project_in"),
+            post_modules=("model.decoder.final_layer_norm", "model.decoder.project_out"),
+            head="lm_head",
+            sequential_groups=(
+                ("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"),
+                ("self_attn.out_proj",),
+                ("fc1",),
+                ("fc2",),
+            ),
+        ),
+        Adapter(
+            family="llama",
+            model_types=("llama", "mistral", "qwen2"),
+            blocks="model.layers",
+            pre_modules=("model.embed_tokens", "model.rotary_emb"),
+            post_modules=("model.norm",),
+            head="lm_head",
+            sequential_groups=(
+                ("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"),
+                ("self_attn.o_proj",),
+                ("mlp.up_proj", "mlp.gate_proj"),
+                ("mlp.down_proj",),
+            ),
+        ),
+        Adapter(
+            family="bloom",
+            model_types=("bloom",),
+            blocks="transformer.h",
+            pre_modules=("transformer.word_embeddings", "transformer.word_embeddings_layernorm"),
+            post_modules=("transformer.ln_f",),
+            head="lm_head",
+            sequential_groups=(
+                ("self_attention.query_key_value",),
+                ("self_attention.dense",),
+                ("mlp.dense_h_to_4h",),
+                ("mlp.dense_4h_to_h",),
+            ),
+        ),
+        Adapter(
+            family="falcon",
+            model_types=("falcon",),
+            blocks="transformer.h",
+            pre_modules=("transformer.word_embeddings", "transformer.rotary_emb"),
+            post_modules=("transformer.ln_f",),
+            head="lm_head",
+            sequential_groups=(
+                ("self_attention.query_key_value",),
+                ("self_attention.dense",),
+                ("mlp.dense_h_to_4h",),
+                ("mlp.dense_4h_to_h",),
+            ),
+        ),
+    )
+}
+
+
+def adapter_for(model: nn.Module) -> Adapter:
+    """The adapter whose ``model_types`` contain the model's ``config.model_type``."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    for adapter in ADAPTERS.values():
+        if model_type in adapter.model_types:
+            return adapter
+    known = sorted(t for a in ADAPTERS.values() for t in a.model_types)
+    raise ReproError(
+        f"no adapter for model_type {model_type!r}; known: {known}. "
+        "Add an Adapter entry in src/reprise/llm/models/adapters.py (see README: adding an architecture)."
+    )
+
+
+def get_submodule(root: nn.Module, path: str, optional: bool = False) -> nn.Module | None:
+    """Resolve a dotted path; ``None`` for an optional module that this model lacks or sets to None."""
+    module: nn.Module | None = root
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            if optional:
+                return None
+            raise ReproError(f"module {path!r} not found in {type(root).__name__}; the adapter table does not fit this model")
+    return module
+
+
+def blocks_of(model: nn.Module, adapter: Adapter) -> nn.ModuleList:
+    return get_submodule(model, adapter.blocks)  # type: ignore[return-value]
+
+
+def linears_of(block: nn.Module, adapter: Adapter) -> dict[str, nn.Linear]:
+    """The block's compressible linears by adapter name, in true-sequential order."""
+    out = {}
+    for name in adapter.linear_names:
+        module = get_submodule(block, name)
+        if not isinstance(module, nn.Linear):
+            raise ReproError(f"{name} is a {type(module).__name__}, expected nn.Linear")
+        out[name] = module
+    return out

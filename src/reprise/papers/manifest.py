@@ -1,0 +1,392 @@
+"""Paper manifests: what a paper's tables and figures contain and what the paper published.
+
+A manifest (``config/papers/<paper>.yaml``) is validated against
+``config/papers/manifest.schema.yaml`` and then cross-checked (rows name declared settings,
+published values name declared tables and rows, ...). Every problem is a ``ReproError`` that
+names the file, the key path and the fix.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import yaml
+
+from reprise.io import ReproError
+
+FORMAT = 1
+DENSE = "dense"
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "papers" / "manifest.schema.yaml"
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    citation: str
+    transcribed: str
+    reliability: str
+    url: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+    scales: tuple[str, ...] = ()  # empty: every scale
+
+    def applies(self, scale: str) -> bool:
+        return not self.scales or scale in self.scales
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    setting: str
+    label: str
+    skip: str | None = None  # reason the row is not regenerated
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}/{self.setting}"
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    caption: str
+    rows: tuple[Row, ...]
+    perplexity: bool = True
+    zeroshot: bool = False
+    zeroshot_metric: str = "acc"
+    runtime: bool = False
+    models: tuple[str, ...] | None = None  # None: every model of the scale
+    notes: tuple[Note, ...] = ()
+
+
+@dataclass(frozen=True)
+class Figure:
+    id: str
+    kind: str
+    caption: str
+    methods: tuple[str, ...]
+    sparsities: tuple[float, ...]
+    dense_reference: bool = True
+    models: tuple[str, ...] | None = None
+    notes: tuple[Note, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rel: float | None = None
+    abs: float | None = None
+    note: str | None = None
+
+    def bound(self, published: float) -> float:
+        """Largest allowed |ours - published|."""
+        return max(self.abs or 0.0, (self.rel or 0.0) * abs(published))
+
+    def describe(self) -> str:
+        parts = []
+        if self.rel is not None:
+            parts.append(f"±{self.rel * 100:g}% rel")
+        if self.abs is not None:
+            parts.append(f"±{self.abs:g} abs")
+        return " or ".join(parts)
+
+
+@dataclass(frozen=True)
+class Published:
+    table: str
+    model: str
+    method: str
+    setting: str
+    metric: str
+    value: float | None  # None: the paper's value is unknown here
+    source: str
+    tolerance: Tolerance | None
+    paper_version: str | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    paper: str
+    title: str
+    version: str
+    description: str | None
+    sources: Mapping[str, Source]
+    protocol: Mapping[str, str]
+    notes: tuple[Note, ...]
+    seed_independent: frozenset[str]
+    settings: Mapping[tuple[str, str], Mapping[str, Any]]
+    tables: Mapping[str, Table]
+    figures: Mapping[str, Figure]
+    published: tuple[Published, ...] = field(default=())
+
+    def config(self, method: str, setting: str) -> dict[str, Any]:
+        """A fresh copy of the method config of (method, setting)."""
+        try:
+            return copy.deepcopy(dict(self.settings[(method, setting)]))
+        except KeyError:
+            raise ReproError(
+                f"{self.path}: no setting {method}/{setting}; declare it under settings.{method}.{setting}"
+            ) from None
+
+    def __post_init__(self) -> None:
+        index = {(p.table, p.model, p.method, p.setting, p.metric): p for p in self.published}
+        object.__setattr__(self, "_published_index", MappingProxyType(index))
+
+    def published_for(self, table: str, model: str, method: str, setting: str, metric: str) -> Published | None:
+        return self._published_index.get((table, model, method, setting, metric))
+
+
+def sparsity_setting(sparsity: float) -> str:
+    """Name of the setting of a figure point at ``sparsity`` (0.5 -> ``sp50``)."""
+    pct = sparsity * 100
+    if abs(pct - round(pct)) > 1e-6:
+        return f"sp{pct:g}".replace(".", "p")
+    return f"sp{int(round(pct))}"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _fail(path: Path, keypath: str, problem: str, fix: str) -> ReproError:
+    where = f" at {keypath}" if keypath else ""
+    return ReproError(f"{path}{where}: {problem}. Fix: {fix}")
+
+
+def _format_path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+_BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _schema_error(path: Path, err) -> ReproError:
+    keypath = _format_path(err.absolute_path)
+    last = err.absolute_path[-1] if err.absolute_path else None
+    kind, inst = err.validator, err.instance
+    schema_hint = "see config/papers/manifest.schema.yaml for the expected form"
+    if kind == "additionalProperties" and err.schema.get("properties"):
+        extra = sorted(set(inst) - set(err.schema["properties"]))
+        if extra:
+            allowed = ", ".join(sorted(err.schema["properties"]))
+            return _fail(path, _format_path([*err.absolute_path, extra[0]]), f"unknown key {extra[0]!r}",
+                         f"remove it or fix its spelling; allowed keys here: {allowed}")
+    if last == "group_size":
+        return _fail(path, keypath, f"group_size {inst!r} is invalid", "use -1 (one grid per output row, i.e. per-channel) or a positive integer")
+    if kind == "required":
+        return _fail(path, keypath or "(top level)", err.message, "add the missing key")
+    if kind == "type" and last == "nm" and isinstance(inst, int):
+        return _fail(path, keypath, f"{inst!r} is not a string", 'quote N:M patterns in YAML, e.g. nm: "2:4" (unquoted 2:4 reads as 124)')
+    if kind in ("type", "oneOf") and isinstance(inst, str) and re.fullmatch(r"[-+]?[0-9.]+[eE][0-9]+", inst):
+        return _fail(path, keypath, f"{inst!r} was read as a string", f"write it as {inst.replace('e', 'e+').replace('E', 'E+')} "
+                     "(PyYAML reads an exponent without a sign as text) or as a plain number")
+    if kind == "type":
+        return _fail(path, keypath, f"{_short(inst)} is not of type {err.validator_value}", f"give a value of type {err.validator_value} (numbers unquoted)")
+    if kind in _BOUNDS:
+        return _fail(path, keypath, f"{inst!r} is out of range", f"use a number {_BOUNDS[kind]} {err.validator_value}")
+    if kind == "anyOf" and last == "tolerance" or (kind == "anyOf" and "tolerance" in err.absolute_path):
+        return _fail(path, keypath, "a tolerance needs rel and/or abs", "write e.g. {rel: 0.02} or {abs: 0.02}")
+    if kind == "oneOf" and isinstance(inst, dict) and {"values", "unknown_for"} & set(inst):
+        return _fail(path, keypath, "a published group needs exactly one of values / unknown_for",
+                     "keep values (known numbers) or unknown_for (models whose numbers are unknown), not both")
+    if kind == "oneOf" and isinstance(inst, str):
+        return _fail(path, keypath, f"{_short(inst)} is text", "write a number without quotes, null, or {value: ..., note: ...}")
+    if kind == "oneOf":
+        return _fail(path, keypath, f"{_short(inst)} is not a valid entry", schema_hint)
+    if kind == "const" and list(err.absolute_path) == ["format"]:
+        return _fail(path, keypath, f"unsupported manifest format {inst!r}", f"use format: {FORMAT}")
+    if kind == "enum":
+        return _fail(path, keypath, f"{_short(inst)} is not allowed", f"use one of {err.validator_value}")
+    if kind == "pattern":
+        return _fail(path, keypath, f"{inst!r} does not match {err.validator_value}", "rename it to match the pattern")
+    if kind == "propertyNames":
+        return _fail(path, keypath, err.message, "rename the key (lower-case letters, digits, '-', '_')")
+    return _fail(path, keypath, err.message if len(err.message) < 200 else err.message[:197] + "...", schema_hint)
+
+
+def _load_schema(schema_path: Path) -> dict:
+    if not schema_path.is_file():
+        raise ReproError(f"manifest schema {schema_path} not found; pass schema_path= or restore config/papers/manifest.schema.yaml")
+    return yaml.safe_load(schema_path.read_text())
+
+
+def validate_manifest_data(data: Any, path: Path, schema_path: Path | None = None) -> None:
+    """Schema-validate parsed manifest data; raise on the first error (by key path)."""
+    import jsonschema
+
+    schema = _load_schema(Path(schema_path) if schema_path else SCHEMA_PATH)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    if errors:
+        # the deepest error on the first failing path is the most specific one
+        first = list(map(str, errors[0].absolute_path))
+        same = [e for e in errors if list(map(str, e.absolute_path))[: len(first)] == first]
+        best = jsonschema.exceptions.best_match(same)
+        raise _schema_error(path, best)
+
+
+def _notes(raw) -> tuple[Note, ...]:
+    out = []
+    for n in raw or ():
+        out.append(Note(n) if isinstance(n, str) else Note(n["text"], tuple(n.get("scales", ()))))
+    return tuple(out)
+
+
+def _tolerance(raw) -> Tolerance | None:
+    if raw is None:
+        return None
+    return Tolerance(rel=raw.get("rel"), abs=raw.get("abs"), note=raw.get("note"))
+
+
+def _build_settings(path: Path, data: dict, figures: dict) -> dict[tuple[str, str], Mapping]:
+    settings: dict[tuple[str, str], Mapping] = {}
+    for method, per in data["settings"].items():
+        for name, cfg in per.items():
+            settings[(method, name)] = MappingProxyType(copy.deepcopy(cfg))
+    dense = settings.setdefault((DENSE, DENSE), MappingProxyType({}))
+    if dense:
+        raise _fail(path, "settings.dense.dense", "the dense model takes no config", "make it an empty mapping {}")
+    for fid, fig in figures.items():
+        for method in fig["methods"]:
+            for s in fig["sparsities"]:
+                name = sparsity_setting(s)
+                cfg = settings.get((method, name))
+                if cfg is None:
+                    settings[(method, name)] = MappingProxyType({"sparsity": s})
+                elif not math.isclose(cfg.get("sparsity", -1.0), s):
+                    raise _fail(path, f"settings.{method}.{name}",
+                                f"figure {fid} plots it at sparsity {s}, but its config is {dict(cfg)}",
+                                f"set sparsity: {s} there, or rename that setting")
+    return settings
+
+
+def _check_refs(path: Path, m: dict, settings, tables: dict) -> None:
+    ids = set(m.get("tables", {})) & set(m.get("figures", {}))
+    if ids:
+        raise _fail(path, f"figures.{sorted(ids)[0]}", "a table and a figure share this id", "rename one of them")
+    for tid, t in m.get("tables", {}).items():
+        seen = set()
+        for i, r in enumerate(t["rows"]):
+            if (r["method"], r["setting"]) not in settings:
+                raise _fail(path, f"tables.{tid}.rows[{i}].setting", f"unknown setting {r['method']}/{r['setting']}",
+                            f"declare it under settings.{r['method']}.{r['setting']} or fix the row")
+            if (r["method"], r["setting"]) in seen:
+                raise _fail(path, f"tables.{tid}.rows[{i}]", f"row {r['method']}/{r['setting']} appears twice", "remove the duplicate")
+            seen.add((r["method"], r["setting"]))
+    sources = m["sources"]
+    for i, g in enumerate(m.get("published", [])):
+        base = f"published[{i}]"
+        if g["source"] not in sources:
+            raise _fail(path, f"{base}.source", f"unknown source {g['source']!r}", f"add it under sources: or use one of {sorted(sources)}")
+        if g["table"] not in tables:
+            raise _fail(path, f"{base}.table", f"unknown table {g['table']!r}", f"use one of {sorted(tables)}")
+        rows = {r.key for r in tables[g["table"]].rows}
+        for model, vals in (g.get("values") or {}).items():
+            for key, v in vals.items():
+                if key not in rows:
+                    raise _fail(path, f"{base}.values.{model}.{key}", f"table {g['table']} has no row (method/setting) {key!r}",
+                                f"use one of {sorted(rows)} or add the row to tables.{g['table']}.rows")
+                val = v.get("value") if isinstance(v, dict) else v
+                has_tol = g.get("tolerance") or (isinstance(v, dict) and v.get("tolerance"))
+                if val is not None and not has_tol:
+                    raise _fail(path, f"{base}.tolerance", "a published value needs a tolerance",
+                                "add tolerance: {rel: 0.02} (and/or abs:) to the group or the value")
+
+
+def _expand_published(path: Path, m: dict, sources, tables) -> tuple[Published, ...]:
+    out: dict[tuple, Published] = {}
+    for i, g in enumerate(m.get("published", [])):
+        tol = _tolerance(g.get("tolerance"))
+        version = g.get("paper_version") or sources[g["source"]].version
+        entries = []
+        for model, vals in (g.get("values") or {}).items():
+            for key, v in vals.items():
+                method, setting = key.split("/", 1)
+                if isinstance(v, dict):
+                    entries.append((model, method, setting, v.get("value"), _tolerance(v.get("tolerance")) or tol, v.get("note") or g.get("note")))
+                else:
+                    entries.append((model, method, setting, v, tol, g.get("note")))
+        for model in g.get("unknown_for") or ():
+            for r in tables[g["table"]].rows:
+                entries.append((model, r.method, r.setting, None, tol, g.get("note")))
+        for model, method, setting, value, t, note in entries:
+            k = (g["table"], model, method, setting, g["metric"])
+            if k in out:
+                raise _fail(path, f"published[{i}]", f"a second value for {model} {method}/{setting} {g['metric']} in table {g['table']}",
+                            "keep one entry per (table, model, method, setting, metric)")
+            out[k] = Published(g["table"], model, method, setting, g["metric"],
+                               None if value is None else float(value), g["source"], t, version, note)
+    return tuple(out.values())
+
+
+def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: str | Path | None = None) -> Manifest:
+    """Validate and build a Manifest from already-parsed YAML data."""
+    path = Path(path)
+    validate_manifest_data(data, path, schema_path)
+    m = data
+    sources = {k: Source(id=k, **v) for k, v in m["sources"].items()}
+    figures_raw = m.get("figures") or {}
+    settings = _build_settings(path, m, figures_raw)
+    tables = {
+        tid: Table(
+            id=tid, caption=t["caption"],
+            rows=tuple(Row(r["method"], r["setting"], r["label"], r.get("skip")) for r in t["rows"]),
+            perplexity=t["metrics"].get("perplexity", False), zeroshot=t["metrics"].get("zeroshot", False),
+            zeroshot_metric=t["metrics"].get("zeroshot_metric", "acc"), runtime=t["metrics"].get("runtime", False),
+            models=tuple(t["models"]) if "models" in t else None, notes=_notes(t.get("notes")),
+        )
+        for tid, t in (m.get("tables") or {}).items()
+    }
+    _check_refs(path, m, settings, tables)
+    figures = {
+        fid: Figure(
+            id=fid, kind=f["kind"], caption=f["caption"], methods=tuple(f["methods"]),
+            sparsities=tuple(sorted(float(s) for s in f["sparsities"])), dense_reference=f.get("dense_reference", True),
+            models=tuple(f["models"]) if "models" in f else None, notes=_notes(f.get("notes")),
+        )
+        for fid, f in figures_raw.items()
+    }
+    return Manifest(
+        path=path, paper=m["paper"], title=m["title"], version=m["version"], description=m.get("description"),
+        sources=MappingProxyType(sources), protocol=MappingProxyType(dict(m.get("protocol") or {})),
+        notes=_notes(m.get("notes")), seed_independent=frozenset({DENSE, *m.get("seed_independent", ())}),
+        settings=MappingProxyType(settings), tables=MappingProxyType(tables), figures=MappingProxyType(figures),
+        published=_expand_published(path, m, sources, tables),
+    )
+
+
+def load_manifest(path: str | Path, schema_path: str | Path | None = None) -> Manifest:
+    """Read, validate and build the manifest at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReproError(f"manifest {path} not found; paper manifests live in config/papers/<paper>.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ReproError(f"{path}: not valid YAML ({exc}). Fix the syntax at the position shown") from None
+    if not isinstance(data, dict):
+        raise ReproError(f"{path}: a manifest must be a mapping at the top level. Fix: see config/papers/baselines.yaml")
+    m = manifest_from_data(data, path, schema_path)
+    if m.paper != path.stem:
+        raise _fail(path, "paper", f"paper id {m.paper!r} differs from the file name", f"set paper: {path.stem} or rename the file")
+    return m

@@ -1,0 +1,30 @@
+"""One call per workflow target: load the manifest, read the runs, render the table/figure/report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from reprise.papers.figures import render_figure
+from reprise.papers.manifest import load_manifest
+from reprise.papers.plan import plan, required_metrics, targets
+from reprise.papers.report import render_report
+from reprise.papers.results import load_results
+from reprise.papers.tables import render_table
+
+
+def render_target(manifest_path: str | Path, target: str, scale_cfg: Mapping, runs_dir: str | Path,
+                  out_prefix: str | Path) -> list[Path]:
+    manifest = load_manifest(manifest_path)
+    cells = plan(manifest, scale_cfg, target)
+    results = load_results(runs_dir, cells, required_metrics(manifest, target, scale_cfg), runtime=True)
+    if target in manifest.tables:
+        return render_table(manifest, target, scale_cfg, results, out_prefix)
+    return render_figure(manifest, target, scale_cfg, results, out_prefix)
+
+
+def render_paper_report(manifest_path: str | Path, scale_cfg: Mapping, runs_dir: str | Path,
+                        out_path: str | Path) -> dict[str, int]:
+    manifest = load_manifest(manifest_path)
+    cells = plan(manifest, scale_cfg)
+    metrics = sorted({m for t in targets(manifest) for m in required_metrics(manifest, t, scale_cfg)})
+    return render_report(manifest, scale_cfg, load_results(runs_dir, cells, metrics, runtime=True), out_path)

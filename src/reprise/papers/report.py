@@ -1,0 +1,152 @@
+"""Published vs regenerated: a verdict for every (table, model, row, metric) cell, as report.md."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from reprise.io import atomic_path
+from reprise.papers.manifest import Manifest, Published, Tolerance
+from reprise.papers.plan import (is_smoke, perplexity_metrics, required_metrics, scale_models, scale_name, seeds,
+                                 target_models)
+from reprise.papers.results import Results, summarise
+from reprise.papers.tables import SMOKE_LABEL, caption, fmt
+
+PASS, FAIL, MISSING, NOT_REGENERATED, SMOKE = "pass", "fail", "missing", "not regenerated", "smoke"
+VERDICTS = (PASS, FAIL, MISSING, NOT_REGENERATED, SMOKE)
+_EDGE = 1e-9  # relative slack so a value exactly on the tolerance edge passes despite float rounding
+
+LEGEND = {
+    PASS: "within the published value's tolerance",
+    FAIL: "outside the tolerance",
+    MISSING: "no regenerated value yet (run the target's jobs)",
+    NOT_REGENERATED: "the manifest or this scale does not regenerate this cell (reason given)",
+    SMOKE: "regenerated, but with no published counterpart (smoke scale, or the paper has no such number)",
+}
+
+
+@dataclass(frozen=True)
+class ReportCell:
+    table: str
+    model: str
+    method: str
+    setting: str
+    label: str
+    metric: str
+    verdict: str
+    ours: float | None = None
+    std: float | None = None
+    n_seeds: int = 0
+    published: Published | None = None
+    reason: str | None = None
+
+    @property
+    def rel_diff(self) -> float | None:
+        p = self.published.value if self.published else None
+        if self.ours is None or p is None or p == 0:
+            return None
+        return (self.ours - p) / abs(p)
+
+
+def verdict(ours: float | None, published: float | None, tolerance: Tolerance | None, smoke: bool = False) -> str:
+    """pass / fail / missing / smoke for a regenerated value against a published one."""
+    if ours is None:
+        return MISSING
+    if smoke or published is None or tolerance is None:
+        return SMOKE
+    bound = tolerance.bound(published)
+    return PASS if abs(ours - published) <= bound * (1 + _EDGE) + 1e-12 else FAIL
+
+
+def _not_evaluated_reason(scale_cfg: Mapping) -> str:
+    return (f"not evaluated at scale '{scale_name(scale_cfg)}', which measures "
+            f"{', '.join(perplexity_metrics(scale_cfg)) or 'no perplexity'}")
+
+
+def report_cells(manifest: Manifest, scale_cfg: Mapping, results: Results) -> list[ReportCell]:
+    smoke = is_smoke(scale_cfg)
+    s = seeds(scale_cfg)
+    cells = []
+    for tid, table in manifest.tables.items():
+        required = required_metrics(manifest, tid, scale_cfg)
+        for model in target_models(manifest, tid, scale_cfg):
+            for row in table.rows:
+                # published numbers this scale does not measure (unknown ones are left out)
+                extra = sorted({p.metric for p in manifest.published if p.value is not None
+                                and (p.table, p.model, p.method, p.setting) == (tid, model, row.method, row.setting)} - set(required))
+                for metric in required + extra:
+                    pub = manifest.published_for(tid, model, row.method, row.setting, metric)
+                    base = dict(table=tid, model=model, method=row.method, setting=row.setting, label=row.label,
+                                metric=metric, published=pub)
+                    if row.skip:
+                        cells.append(ReportCell(**base, verdict=NOT_REGENERATED, reason=row.skip))
+                    elif metric not in required:
+                        why = _not_evaluated_reason(scale_cfg) + (f"; {pub.note}" if pub and pub.note else "")
+                        cells.append(ReportCell(**base, verdict=NOT_REGENERATED, reason=why))
+                    else:
+                        mean, std, n = summarise(results, model, row.method, row.setting, metric, s)
+                        v = verdict(mean, pub.value if pub else None, pub.tolerance if pub else None, smoke)
+                        cells.append(ReportCell(**base, verdict=v, ours=mean, std=std, n_seeds=n, reason=pub.note if pub else None))
+    return cells
+
+
+def count_verdicts(cells: list[ReportCell]) -> dict[str, int]:
+    c = Counter(cell.verdict for cell in cells)
+    return {v: c.get(v, 0) for v in VERDICTS}
+
+
+def _cell_line(c: ReportCell) -> str:
+    pub = c.published
+    pv = fmt(c.metric, pub.value) if pub and pub.value is not None else "—"
+    src = pub.source if pub else "—"
+    tol = pub.tolerance.describe() if pub and pub.tolerance else "—"
+    ours = fmt(c.metric, c.ours, c.std) + (f" (n={c.n_seeds})" if c.n_seeds > 1 else "")
+    rd = f"{c.rel_diff * 100:+.2f}%" if c.rel_diff is not None else "—"
+    note = (c.reason or "").replace("|", "/")
+    return f"| {c.model} | {c.label} | {c.metric} | {pv} | {src} | {tol} | {ours} | {rd} | **{c.verdict}** | {note} |"
+
+
+def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_path: str | Path) -> dict[str, int]:
+    """Write the report (Markdown) and return the verdict counts."""
+    scale = scale_name(scale_cfg)
+    cells = report_cells(manifest, scale_cfg, results)
+    counts = count_verdicts(cells)
+    lines = [f"# Reproduction report: {manifest.title}", "",
+             f"Paper `{manifest.paper}`; published numbers pinned to: {manifest.version.rstrip('. ')}.  ",
+             f"Scale: **{scale}**; seeds {', '.join(map(str, seeds(scale_cfg)))}; manifest `{manifest.path}`.", ""]
+    if is_smoke(scale_cfg):
+        lines += [f"> {SMOKE_LABEL}.", ""]
+    lines += ["## Summary", "", "| verdict | cells | meaning |", "|---|---:|---|"]
+    lines += [f"| {v} | {counts[v]} | {LEGEND[v]} |" for v in VERDICTS]
+    lines += ["", f"Total: {len(cells)} cells."]
+    models = set(scale_models(manifest, scale_cfg))
+    outside = sorted({p.model for p in manifest.published if p.model not in models})
+    if outside:
+        n = sum(1 for p in manifest.published if p.model not in models)
+        lines.append(f"{n} published values refer to models outside this scale's grid ({', '.join(outside)}); they are not listed.")
+    notes = [n.text for n in manifest.notes if n.applies(scale)]
+    if manifest.protocol.get(scale):
+        notes.insert(0, f"Protocol at this scale: {manifest.protocol[scale]}")
+    if notes:
+        lines += ["", "## Notes and caveats", ""] + [f"- {t}" for t in notes]
+    for tid, table in manifest.tables.items():
+        lines += ["", f"## Table `{tid}`", "", caption(manifest, tid, scale_cfg), ""]
+        lines += [f"- {n.text}" for n in table.notes if n.applies(scale)]
+        lines += ["", "| model | row | metric | published | source | tolerance | ours | rel. diff | verdict | note |",
+                  "|---|---|---|---:|---|---|---:|---:|---|---|"]
+        lines += [_cell_line(c) for c in cells if c.table == tid]
+    if manifest.figures:
+        lines += ["", "## Figures (regenerated, not compared)", ""]
+        lines += [f"- `{fid}`: {caption(manifest, fid, scale_cfg)}" for fid in manifest.figures]
+    lines += ["", "## Sources", ""]
+    for src in manifest.sources.values():
+        extra = "".join(f" {x}." for x in (src.version and f"Version: {src.version}", src.url and f"<{src.url}>") if x)
+        lines.append(f"- `{src.id}`: {src.citation.rstrip('. ')}.{extra} Transcribed: {src.transcribed.rstrip('. ')}. "
+                     f"Reliability: {src.reliability.rstrip('. ')}.")
+    tols = sorted({p.tolerance.note for p in manifest.published if p.tolerance and p.tolerance.note})
+    if tols:
+        lines += ["", "Tolerance notes:", ""] + [f"- {t}" for t in tols]
+    with atomic_path(out_path, suffix=".md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return counts

@@ -1,0 +1,122 @@
+"""Render a manifest table as CSV, Markdown and LaTeX from regenerated results."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Mapping
+
+from reprise.io import atomic_path
+from reprise.papers.manifest import Manifest
+from reprise.papers.plan import (blocks, is_smoke, perplexity_metrics, required_metrics, scale_name, seeds,
+                                 target_models)
+from reprise.papers.results import RUNTIME, Results, summarise
+
+SMOKE_LABEL = "SMOKE: substitute model and corpora; not comparable with published values"
+
+
+def fmt(metric: str, value: float | None, std: float | None = None) -> str:
+    """Human form of a number: perplexity 2 decimals (3 significant digits from 10^4), accuracy 4, seconds 1."""
+    if value is None:
+        return "—"
+
+    def one(v: float) -> str:
+        if metric == RUNTIME:
+            return f"{v:.1f}"
+        if "/" in metric:
+            return f"{v:.4f}"
+        return f"{v:.3g}" if abs(v) >= 1e4 else f"{v:.2f}"
+
+    return one(value) if std is None else f"{one(value)} ± {one(std)}"
+
+
+def caption(manifest: Manifest, target: str, scale_cfg: Mapping) -> str:
+    """The target's caption plus what was run: scale, seeds, protocol, block slice, smoke label."""
+    spec = manifest.tables.get(target) or manifest.figures[target]
+    scale = scale_name(scale_cfg)
+    s = seeds(scale_cfg)
+    seqlen = scale_cfg.get("eval", {}).get("seqlen")
+    sets = ", ".join(scale_cfg.get("eval", {}).get("testsets", []))
+    parts = [spec.caption.rstrip(". ") + "."]
+    parts.append(f"Regenerated at scale '{scale}' with seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}"
+                 + (" (mean ± std over seeds)." if len(s) > 1 else "."))
+    protocol = manifest.protocol.get(scale)
+    parts.append(f"Protocol: {protocol.rstrip('. ')}." if protocol else
+                 f"Perplexity on {sets}, non-overlapping windows of {seqlen} tokens.")
+    b = blocks(manifest, scale_cfg)
+    if b is not None:
+        parts.append(f"Only blocks {b} are compressed (the same slice for every method).")
+    if is_smoke(scale_cfg):
+        parts.append(SMOKE_LABEL + ".")
+    return " ".join(parts)
+
+
+def table_frame(manifest: Manifest, table_id: str, scale_cfg: Mapping, results: Results) -> tuple[list[str], list[dict]]:
+    """(metric columns, rows): one row per model × table row, each metric as (mean, std, n)."""
+    table = manifest.tables[table_id]
+    metrics = required_metrics(manifest, table_id, scale_cfg) + ([RUNTIME] if table.runtime else [])
+    s = seeds(scale_cfg)
+    rows = []
+    for model in target_models(manifest, table_id, scale_cfg):
+        for r in table.rows:
+            cells = {m: summarise(results, model, r.method, r.setting, m, s) for m in metrics}
+            rows.append({"model": model, "method": r.method, "setting": r.setting, "label": r.label, "skip": r.skip, "cells": cells})
+    return metrics, rows
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$", "—": "--"}
+
+
+def _tex_escape(text: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in text)
+
+
+def render_table(manifest: Manifest, table_id: str, scale_cfg: Mapping, results: Results, out_prefix: str | Path) -> list[Path]:
+    """Write ``<out_prefix>.csv``, ``.md`` and ``.tex``; return their paths."""
+    out_prefix = Path(out_prefix)
+    metrics, rows = table_frame(manifest, table_id, scale_cfg, results)
+    with_std = any(c[2] > 1 for r in rows for c in r["cells"].values())
+    cap = caption(manifest, table_id, scale_cfg)
+    paths = [out_prefix.with_name(out_prefix.name + ext) for ext in (".csv", ".md", ".tex")]
+
+    header = ["model", "method", "setting", "label"]
+    for m in metrics:
+        header += [m, f"{m}_std", f"{m}_n"] if with_std else [m]
+    with atomic_path(paths[0], suffix=".csv") as tmp, tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in rows:
+            line = [r["model"], r["method"], r["setting"], r["label"]]
+            for m in metrics:
+                mean, std, n = r["cells"][m]
+                line += [_num(mean), _num(std), n] if with_std else [_num(mean)]
+            w.writerow(line)
+
+    shown = [[r["model"], r["label"]] + [fmt(m, *r["cells"][m][:2]) for m in metrics] for r in rows]
+    md = [f"**{manifest.paper} / {table_id}.** {cap}", "", "| model | method | " + " | ".join(metrics) + " |",
+          "|" + "---|" * 2 + "---:|" * len(metrics)]
+    md += ["| " + " | ".join(line) + " |" for line in shown]
+    notes = [n.text for n in manifest.tables[table_id].notes if n.applies(scale_name(scale_cfg))]
+    notes += [f"{r.label}: not regenerated ({r.skip})." for r in manifest.tables[table_id].rows if r.skip]
+    md += [""] + [f"- {t}" for t in notes] if notes else []
+    with atomic_path(paths[1], suffix=".md") as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+
+    tex = [r"\begin{table}[t]", r"\centering", r"\caption{" + _tex_escape(cap) + "}",
+           r"\label{tab:" + f"{manifest.paper}-{table_id}" + "}", r"\begin{tabular}{ll" + "r" * len(metrics) + "}",
+           r"\toprule", " & ".join(["Model", "Method"] + [_tex_escape(m) for m in metrics]) + r" \\", r"\midrule"]
+    prev = None
+    for line in shown:
+        model = line[0] if line[0] != prev else ""
+        if prev is not None and line[0] != prev:
+            tex.append(r"\midrule")
+        prev = line[0]
+        tex.append(" & ".join([_tex_escape(model)] + [_tex_escape(x) for x in line[1:]]) + r" \\")
+    tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    with atomic_path(paths[2], suffix=".tex") as tmp:
+        tmp.write_text("\n".join(tex) + "\n")
+    return paths
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else repr(float(v))

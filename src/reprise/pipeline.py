@@ -1,0 +1,163 @@
+"""Stage functions: one implementation behind both the ``reprise`` command and the workflow scripts.
+
+Each stage reads declared inputs, writes its outputs atomically (a killed job leaves nothing that
+looks finished) and records provenance. ``provenance.json`` is written last in a run directory,
+so its presence means the run is complete.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from reprise.io import ReproError, atomic_path, read_json, write_json
+from reprise.provenance import device_info, provenance, sha256_file
+
+log = logging.getLogger("reprise")
+
+
+def setup(threads: int | None = None, log_file: str | os.PathLike | None = None) -> None:
+    """Threads, deterministic CPU math and logging for one job."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.backends.cuda.matmul.allow_tf32 = False  # spec §1.11: TF32 off, as the papers' code
+    torch.backends.cudnn.allow_tf32 = False
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=handlers, force=True)
+
+
+# ---------------------------------------------------------------------------------------------- data
+def prepare_dataset(name: str, datasets_file: str, out_dir: str | os.PathLike) -> dict[str, Any]:
+    from reprise.llm.data import fetch_raw, load_registry
+
+    return fetch_raw(name, load_registry(datasets_file), out_dir)
+
+
+def prepare_tokens(spec: Mapping[str, Any], tokenizer_dir: str | os.PathLike, raw_dir: str | os.PathLike,
+                   out_path: str | os.PathLike) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    from reprise.llm.data import make_tokens, save_tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    windows, meta = make_tokens(spec, tokenizer, raw_dir)
+    meta["tokenizer_dir"] = str(tokenizer_dir)
+    save_tokens(out_path, windows, meta)
+    return meta
+
+
+def prepare_model(key: str, models_file: str, out_dir: str | os.PathLike, corpus_text: str | None = None) -> Path:
+    """Materialise model ``key`` as a local safetensors directory, with a tokenizer report."""
+    from reprise.llm.models import load_model_registry, materialize, tokenizer_report
+
+    registry = load_model_registry(models_file)
+    if key not in registry:
+        raise ReproError(f"model {key!r} is not in {models_file}; known: {sorted(registry)}")
+    out = materialize(registry[key], out_dir, registry)
+    if corpus_text:
+        source = read_json(Path(out) / "source.json")
+        source["tokenizer"] = tokenizer_report(registry[key], registry, corpus_text)
+        write_json(Path(out) / "source.json", source)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ compress
+def _csv_text(rows: list[dict[str, Any]], columns) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def compress(model_dir: str | os.PathLike, calib_path: str | os.PathLike, method: str, config: Mapping[str, Any],
+             out_dir: str | os.PathLike, driver: Mapping[str, Any] | None = None, dtype: str = "float32",
+             resume_dir: str | os.PathLike | None = None, save_model: bool = True,
+             context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Compress the model in ``model_dir`` with ``method``; write ``out_dir/{model/, solve_log.csv, provenance.json}``."""
+    from reprise.llm.data import load_tokens
+    from reprise.llm.driver import LOG_COLUMNS, DriverConfig, compress_model
+    from reprise.llm.export import save_compressed
+    from reprise.llm.methods import get_method
+    from reprise.llm.models import load_local
+
+    out_dir = Path(out_dir)
+    method_obj = get_method(method)
+    cfg = method_obj.Config.from_dict(dict(config))  # validate before loading anything heavy
+    driver_cfg = DriverConfig.from_dict(dict(driver or {}))
+    calib, calib_meta = load_tokens(calib_path)
+    source_file = Path(model_dir) / "source.json"
+    source = read_json(source_file) if source_file.is_file() else {}
+    model, tokenizer = load_local(model_dir, dtype=dtype)
+    data_fp = {"weights": source.get("weights_sha256"), "calib": calib_meta.get("windows_sha256")}
+    t0 = time.perf_counter()
+    result = compress_model(model, calib, method, cfg.to_dict(), driver_cfg, resume_dir=resume_dir,
+                            data_fingerprint=data_fp)
+    seconds = time.perf_counter() - t0
+    summary = {
+        "method": method, "config": cfg.to_dict(), "driver": driver_cfg.to_dict(), "layers": len(result.rows),
+        "objective_sum": sum(r["objective"] for r in result.rows),
+        "mean_rel_err": sum(r["rel_err"] for r in result.rows) / max(len(result.rows), 1),
+        "solve_seconds": sum(r["seconds"] for r in result.rows), "wall_seconds": seconds,
+        "resumed_blocks": result.resumed_blocks,
+    }
+    if save_model:
+        save_compressed(model, tokenizer, out_dir / "model", {**summary, "base_model": str(model_dir)}, result.extras)
+    with atomic_path(out_dir / "solve_log.csv", ".csv") as tmp:
+        tmp.write_text(_csv_text(result.rows, LOG_COLUMNS))
+    write_json(out_dir / "provenance.json", provenance(
+        stage="compress", **summary, context=dict(context or {}), model_source=source,
+        calibration=calib_meta, calibration_sha256=sha256_file(calib_path), fingerprint=result.fingerprint,
+        device=device_info(driver_cfg.device),
+    ))
+    if resume_dir:
+        import shutil
+
+        shutil.rmtree(resume_dir, ignore_errors=True)  # finished: the resume state is no longer needed
+    return summary
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+def evaluate_perplexity(model_dir: str | os.PathLike, tokens_path: str | os.PathLike, testset: str, seqlen: int,
+                        out_json: str | os.PathLike, dtype: str = "float32", batch_size: int = 1,
+                        device: str = "auto") -> dict[str, Any]:
+    from reprise.llm.data import load_tokens
+    from reprise.llm.eval import perplexity
+    from reprise.llm.models import load_local
+    from reprise.metrics import ppl_metric
+
+    windows, meta = load_tokens(tokens_path)
+    model, _ = load_local(model_dir, dtype=dtype)
+    t0 = time.perf_counter()
+    res = perplexity(model, windows, seqlen, batch_size=batch_size, device=device)
+    metrics = {ppl_metric(testset, seqlen): res["ppl"]}
+    write_json(out_json, {"metrics": metrics, "details": res, "provenance": provenance(
+        stage="perplexity", model_dir=str(model_dir), testset=testset, tokens=meta,
+        seconds=time.perf_counter() - t0, device=device_info(device))})
+    return metrics
+
+
+def evaluate_zeroshot(model_dir: str | os.PathLike, task: str, task_dir: str | os.PathLike | None,
+                      out_json: str | os.PathLike, dtype: str = "float32", batch_size: int = 8,
+                      limit: int | None = None, device: str = "cpu") -> dict[str, Any]:
+    from reprise.llm.eval.zeroshot import evaluate_zeroshot as _zs
+    from reprise.llm.models import load_local
+
+    model, tokenizer = load_local(model_dir, dtype=dtype)
+    t0 = time.perf_counter()
+    res = _zs(model, tokenizer, [task], task_dirs=[task_dir] if task_dir else (), batch_size=batch_size,
+              limit=limit, device=device)
+    write_json(out_json, {"metrics": res["metrics"], "provenance": provenance(
+        stage="zeroshot", model_dir=str(model_dir), task=task, versions=res.get("versions"),
+        batch_size=batch_size, limit=limit, seconds=time.perf_counter() - t0, device=device_info(device))})
+    return res["metrics"]

@@ -1,0 +1,41 @@
+"""Semantic checks of the workflow config, run at workflow start before any job.
+
+The JSON schema (config/schema.yaml) catches unknown keys and wrong types; this catches
+references that only the registries can resolve: model keys, datasets, test sets, methods.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from reprise.io import ReproError
+
+
+def check_config(config: Mapping[str, Any], models: Mapping, datasets: Mapping, manifests: Mapping) -> None:
+    from reprise.llm.data import TEST_SETS
+    from reprise.llm.methods import REGISTRY
+    from reprise.papers import DENSE
+
+    problems = []
+    cal = config["calibration"]
+    if cal["dataset"] not in datasets:
+        problems.append(f"calibration.dataset {cal['dataset']!r} is not in {config['registries']['datasets']} "
+                        f"(known: {sorted(datasets)})")
+    for ts in config["eval"]["testsets"]:
+        if ts not in TEST_SETS:
+            problems.append(f"eval.testsets: {ts!r} is not a known test set (known: {sorted(TEST_SETS)})")
+        elif TEST_SETS[ts]["dataset"] not in datasets:
+            problems.append(f"eval.testsets: {ts!r} needs dataset {TEST_SETS[ts]['dataset']!r}, missing from the registry")
+    for paper, pcfg in config["papers"].items():
+        if paper not in manifests:
+            problems.append(f"papers.{paper}: no manifest config/papers/{paper}.yaml")
+        for m in pcfg["models"]:
+            if m not in models:
+                problems.append(f"papers.{paper}.models: {m!r} is not in {config['registries']['models']} "
+                                f"(known: {sorted(models)})")
+    for paper, manifest in manifests.items():
+        for (method, _setting) in manifest.settings:
+            if method != DENSE and method not in REGISTRY:
+                problems.append(f"config/papers/{paper}.yaml: method {method!r} is not registered "
+                                f"(known: {sorted(REGISTRY)})")
+    if problems:
+        raise ReproError("configuration errors:\n  - " + "\n  - ".join(problems))

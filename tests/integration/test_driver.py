@@ -1,0 +1,75 @@
+"""The sequential driver on tiny random-weight models of every supported family."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import FAMILIES, tiny_model, token_batch
+from reprise.llm.driver import DriverConfig, compress_model
+from reprise.llm.models import adapter_for, blocks_of, linears_of
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("true_sequential", [False, True])
+def test_identity_through_driver_keeps_logits(family, true_sequential):
+    model = tiny_model(family)
+    ids = token_batch(3, 32)
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    res = compress_model(model, token_batch(4, 32, seed=1), "identity", {},
+                         DriverConfig(device="cpu", true_sequential=true_sequential, batch_size=2), progress=False)
+    with torch.no_grad():
+        after = model(input_ids=ids).logits
+    assert torch.equal(before, after)
+    n_linears = len(blocks_of(model, adapter_for(model))) * len(adapter_for(model).linear_names)
+    assert len(res.rows) == n_linears
+    assert all(r["objective"] == 0.0 and r["n_tokens"] == 4 * 32 for r in res.rows)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rtn_changes_every_linear_and_logs_it(family):
+    model = tiny_model(family)
+    res = compress_model(model, token_batch(4, 32), "rtn", {"bits": 3}, DriverConfig(device="cpu"), progress=False)
+    assert {r["layer"] for r in res.rows} == set(adapter_for(model).linear_names)
+    for r in res.rows:
+        assert r["objective"] > 0 and 0 < r["rel_err"] < 1
+        assert r["seconds"] >= 0 and r["peak_mem_mb"] > 0
+    # every linear now holds at most 2^3 distinct values per row
+    for block in blocks_of(model, adapter_for(model)):
+        for lin in linears_of(block, adapter_for(model)).values():
+            assert max(len(torch.unique(row)) for row in lin.weight.data) <= 8
+
+
+def test_blocks_slice_compresses_only_that_slice():
+    model = tiny_model("llama", num_hidden_layers=3)
+    ref = tiny_model("llama", num_hidden_layers=3)
+    res = compress_model(model, token_batch(2, 16), "magnitude", {"sparsity": 0.5},
+                         DriverConfig(device="cpu", blocks=(1, 2)), progress=False)
+    assert {r["block"] for r in res.rows} == {1}
+    blocks, ref_blocks = blocks_of(model, adapter_for(model)), blocks_of(ref, adapter_for(ref))
+    for b in (0, 2):
+        for (n, p), (_, q) in zip(blocks[b].named_parameters(), ref_blocks[b].named_parameters()):
+            assert torch.equal(p, q), n
+    assert (blocks[1].mlp.down_proj.weight == 0).float().mean() >= 0.5
+
+
+def test_nonfinite_gram_names_the_layer():
+    from reprise.io import ReproError
+
+    model = tiny_model("opt")
+    with torch.no_grad():  # a NaN before the first linear poisons its inputs, hence its Gram
+        blocks_of(model, adapter_for(model))[0].self_attn_layer_norm.weight[0] = float("nan")
+    with pytest.raises(ReproError, match=r"block 0 self_attn\.k_proj.*Gram.*(NaN|finite)"):
+        compress_model(model, token_batch(2, 16), "gptq", {"bits": 4}, DriverConfig(device="cpu"), progress=False)
+
+
+def test_bad_blocks_and_calibration_are_refused():
+    from reprise.io import ReproError
+
+    model = tiny_model("opt")
+    with pytest.raises(ReproError, match="exceeds"):
+        compress_model(model, token_batch(2, 16), "rtn", {"bits": 4}, DriverConfig(blocks=(0, 9)), progress=False)
+    with pytest.raises(ReproError, match="integer tensor"):
+        compress_model(model, torch.zeros(2, 16), "rtn", {"bits": 4}, DriverConfig(), progress=False)
+    with pytest.raises(ReproError, match="unknown method"):
+        compress_model(model, token_batch(2, 16), "gptqq", {}, DriverConfig(), progress=False)

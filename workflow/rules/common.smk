@@ -1,0 +1,118 @@
+# Shared state: registries, manifests, and the path functions every rule uses. Everything here is
+# checked before any job starts, so a wrong key fails in seconds, not after an hour of solves.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # a checkout works without `pip install -e`
+
+from reprise.io import ReproError
+from reprise.llm.data import TEST_SETS, dataset_key, load_registry, spec_file_name
+from reprise.llm.models import load_model_registry
+from reprise.metrics import ppl_metric
+from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
+from reprise.workflow_checks import check_config
+
+MODELS = load_model_registry(config["registries"]["models"])
+DATASETS = load_registry(config["registries"]["datasets"])
+MANIFESTS = {
+    paper: load_manifest(Path(config["registries"]["manifests"]) / f"{paper}.yaml") for paper in config["papers"]
+}
+check_config(config, MODELS, DATASETS, MANIFESTS)
+DATASET_BY_KEY = {dataset_key(name, DATASETS): name for name in DATASETS}
+SCALE = config["scale"]
+CAL = config["calibration"]
+EV = config["eval"]
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9._-]+",
+    method=r"[A-Za-z0-9_-]+",
+    setting=r"[A-Za-z0-9._:-]+",
+    seed=r"\d+",
+    testset=r"[A-Za-z0-9-]+",
+    task=r"[A-Za-z0-9_-]+",
+    paper=r"[A-Za-z0-9_-]+",
+
+
+def model_dir(model):
+    return f"models/{model}"
+
+
+def tokenizer_key(model):
+    return MODELS[model].tokenizer_key
+
+
+def raw_dir(dataset):
+    return f"data/raw/{dataset_key(dataset, DATASETS)}"
+
+
+def calib_spec(seed):
+    return {"dataset": CAL["dataset"], "role": "calibration", "split": CAL["split"], "protocol": CAL["protocol"],
+            "n": CAL["n"], "seqlen": CAL["seqlen"], "seed": int(seed)}
+
+
+def test_spec(testset):
+    return {"test_set": testset, "seqlen": EV["seqlen"], "max_windows": EV.get("max_windows")}
+
+
+def tokens_path(model, spec):
+    dataset = spec.get("dataset") or TEST_SETS[spec["test_set"]]["dataset"]
+    return f"data/tokens/{tokenizer_key(model)}/{dataset_key(dataset, DATASETS)}/{spec_file_name(spec)}"
+
+
+def run_dir(model, method, setting, seed):
+    return f"runs/{model}/{method}/{setting}/s{seed}"
+
+
+def evaluated_model_dir(wc):
+    """Dense rows evaluate the materialised model itself; others their compressed checkpoint."""
+    if wc.method == DENSE:
+        return model_dir(wc.model)
+    return f"{run_dir(wc.model, wc.method, wc.setting, wc.seed)}/model"
+
+
+def eval_file(model, method, setting, seed, metric):
+    """The JSON file that holds ``metric`` for one run."""
+    base = f"{run_dir(model, method, setting, seed)}/eval"
+    if "_ppl@" in metric:
+        return f"{base}/{metric}.json"
+    task = metric.split("/")[0]
+    return f"{base}/zeroshot-{task}.json"
+
+
+def target_inputs(paper, target):
+    manifest = MANIFESTS[paper]
+    metrics = required_metrics(manifest, target, config)
+    files = set()
+    for cell in plan(manifest, config, target):
+        for metric in metrics:
+            files.add(eval_file(cell.model, cell.method, cell.setting, cell.seed, metric))
+            if cell.method != DENSE:
+                files.add(f"{run_dir(cell.model, cell.method, cell.setting, cell.seed)}/solve_log.csv")
+    return sorted(files)
+
+
+def target_files(paper, target):
+    manifest = MANIFESTS[paper]
+    base = f"results/papers/{paper}/{target}"
+    if target in manifest.tables:
+        return [f"{base}.csv", f"{base}.md", f"{base}.tex"]
+    return [f"{base}.png", f"{base}.pdf"]
+
+
+def all_targets():
+    files = []
+    for paper, manifest in MANIFESTS.items():
+        for target in targets(manifest):
+            files += target_files(paper, target)
+        files.append(f"results/papers/{paper}/report.md")
+    return files
+
+
+def run_config(method, setting):
+    return method_config(list(MANIFESTS.values()), method, setting)
+
+
+def job_mem_mb(wc, attempt):
+    """Memory request: a floor per model size, escalated on each retry (issue 12 refines this)."""
+    return 4000 * attempt

@@ -1,0 +1,44 @@
+# Data stage: raw corpora (hub at a pinned revision, or local files), materialised models, and
+# the offline zero-shot task generated from the held-out corpus.
+
+
+rule fetch_dataset:
+    output:
+        directory("data/raw/{dataset_key}"),
+    params:
+        name=lambda wc: DATASET_BY_KEY[wc.dataset_key],
+        registry=config["registries"]["datasets"],
+    log:
+        "logs/data/fetch_{dataset_key}.log",
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=60,
+    script:
+        "../scripts/fetch_dataset.py"
+
+
+rule prepare_model:
+    output:
+        directory("models/{model}"),
+    params:
+        registry=config["registries"]["models"],
+        tokenizer_check_dataset=CAL["dataset"],
+    log:
+        "logs/models/{model}.log",
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=60,
+    threads: config["threads"]
+    script:
+        "../scripts/prepare_model.py"
+
+
+rule zeroshot_task:
+    input:
+        raw=lambda wc: raw_dir("enwiki-gensim"),
+    output:
+        directory("data/tasks/enwiki-cloze"),
+    log:
+        "logs/data/enwiki-cloze.log",
+    script:
+        "../scripts/make_cloze_task.py"

@@ -1,0 +1,46 @@
+# Evaluation of a run (or of the dense model): perplexity per test set, zero-shot per task.
+
+
+rule perplexity:
+    input:
+        model=evaluated_model_dir,
+        tokens=lambda wc: tokens_path(wc.model, test_spec(wc.testset)),
+    output:
+        "runs/{model}/{method}/{setting}/s{seed}/eval/{testset}_ppl@{seqlen}.json",
+    params:
+        dtype=lambda wc: MODELS[wc.model].dtype,
+        batch_size=EV.get("batch_size", 1),
+        device=config["driver"].get("device", "auto"),
+    log:
+        "logs/eval/{model}/{method}/{setting}/s{seed}/{testset}_ppl@{seqlen}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=60,
+    script:
+        "../scripts/perplexity.py"
+
+
+def _task_dir(wc):
+    return ["data/tasks/enwiki-cloze"] if wc.task == "enwiki-cloze" else []
+
+
+rule zeroshot:
+    input:
+        model=evaluated_model_dir,
+        task_dir=_task_dir,
+    output:
+        "runs/{model}/{method}/{setting}/s{seed}/eval/zeroshot-{task}.json",
+    params:
+        dtype=lambda wc: MODELS[wc.model].dtype,
+        batch_size=EV.get("zeroshot_batch_size", 8),
+        limit=EV.get("zeroshot_limit"),
+        device=config["driver"].get("device", "auto"),
+    log:
+        "logs/eval/{model}/{method}/{setting}/s{seed}/zeroshot-{task}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=job_mem_mb,
+        runtime=60,
+    script:
+        "../scripts/zeroshot.py"

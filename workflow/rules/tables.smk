@@ -1,0 +1,24 @@
+# Tables: one named rule per manifest table (e.g. `snakemake baselines_quant`), writing CSV,
+# Markdown and LaTeX under results/papers/<paper>/.
+
+for _paper, _manifest in MANIFESTS.items():
+    for _table in _manifest.tables:
+
+        rule:
+            name:
+                f"{_paper}_{_table}"
+            input:
+                target_inputs(_paper, _table),
+            output:
+                report(f"results/papers/{_paper}/{_table}.csv", category=_paper, subcategory="tables"),
+                f"results/papers/{_paper}/{_table}.md",
+                f"results/papers/{_paper}/{_table}.tex",
+            params:
+                paper=_paper,
+                target=_table,
+                manifest=f"{config['registries']['manifests']}/{_paper}.yaml",
+                scale=SCALE,
+            log:
+                f"logs/papers/{_paper}/{_table}.log",
+            script:
+                "../scripts/render_table.py"

@@ -1,0 +1,4 @@
+from _common import start
+
+pipeline = start(snakemake)  # noqa: F821
+pipeline.prepare_model(snakemake.wildcards.model, snakemake.params.registry, snakemake.output[0])  # noqa: F821
