@@ -73,3 +73,21 @@ def test_bad_blocks_and_calibration_are_refused():
         compress_model(model, torch.zeros(2, 16), "rtn", {"bits": 4}, DriverConfig(), progress=False)
     with pytest.raises(ReproError, match="unknown method"):
         compress_model(model, token_batch(2, 16), "gptqq", {}, DriverConfig(), progress=False)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_declared_shared_inputs_are_really_shared(family):
+    """A wrong adapter table would hand a layer another layer's Gram: check the inputs are identical."""
+    model = tiny_model(family)
+    adapter = adapter_for(model)
+    block = blocks_of(model, adapter)[0]
+    seen = {}
+    handles = [lin.register_forward_hook(lambda _m, inp, _o, n=name: seen.__setitem__(n, inp[0]))
+               for name, lin in linears_of(block, adapter).items()]
+    with torch.no_grad():
+        model(input_ids=token_batch(2, 16))
+    for h in handles:
+        h.remove()
+    for shared in adapter.shared_inputs:
+        for name in shared[1:]:
+            assert torch.equal(seen[name], seen[shared[0]]), (family, name)

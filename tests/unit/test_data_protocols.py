@@ -113,6 +113,13 @@ def test_c4_new_truncates_to_256_windows():
     assert c4_new_test(tok, docs, seqlen=4, max_windows=5)[0].shape == (5, 4)
 
 
+def test_lab_c4_test_defaults_and_cap():
+    docs, tok = corpus(), WordTokenizer()
+    full, st = lab_c4_test(tok, docs, seqlen=20)
+    assert full.shape == (256, 20) and st["accept"] == "ge"
+    assert torch.equal(lab_c4_test(tok, docs, seqlen=20, max_windows=8)[0], full[:8])
+
+
 def test_c4_calibration_test_overlap_on_a_synthetic_corpus(tmp_path):
     """§1.5: with seed 0 and the same acceptance rule, lab calibration windows ARE the first test windows."""
     path = tmp_path / "c4-like.jsonl"

@@ -197,7 +197,8 @@ def resolve_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Fill a token spec's defaults (a ``test_set`` names dataset, split and protocol)."""
     unknown = sorted(set(spec) - _SPEC_KEYS)
     if unknown:
-        raise ReproError(f"token spec has unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(_SPEC_KEYS))})")
+        raise ReproError(f"token spec has unknown key(s) {', '.join(unknown)} "
+                         f"(allowed: {', '.join(sorted(_SPEC_KEYS))})")
     out = dict(spec)
     if out.get("test_set"):
         if out["test_set"] not in TEST_SETS:

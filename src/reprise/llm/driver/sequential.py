@@ -84,25 +84,29 @@ def _damping_fields(damping: Any) -> dict[str, Any]:
     }
 
 
-def _compress_block(b: int, block: nn.Module, inputs: BlockInputs, groups: list[list[str]], method, cfg,
+def _compress_block(b: int, block: nn.Module, inputs: BlockInputs, adapter, groups: list[list[str]], method, cfg,
                     driver: DriverConfig, device: torch.device) -> tuple[list[dict], dict[str, torch.Tensor]]:
     rows, extras = [], {}
     gram_dtype = getattr(torch, driver.gram_dtype)
     for group in groups:
         linears = {name: get_submodule(block, name) for name in group}
-        accs = {name: GramAccumulator(lin.in_features, dtype=gram_dtype, device=device) for name, lin in linears.items()}
+        # one accumulator per distinct input (q/k/v share one, gate/up another: adapter.shared_inputs)
+        sources = {name: adapter.gram_source(name) if adapter.gram_source(name) in linears else name for name in linears}
+        accs = {src: GramAccumulator(linears[src].in_features, dtype=gram_dtype, device=device)
+                for src in set(sources.values())}
         handles = [
-            lin.register_forward_hook(lambda _m, inp, _o, acc=accs[name]: acc.add(inp[0].detach()))
-            for name, lin in linears.items()
+            linears[src].register_forward_hook(lambda _m, inp, _o, acc=acc: acc.add(inp[0].detach()))
+            for src, acc in accs.items()
         ]
         try:
             run_block(block, inputs, device, keep=False)
         finally:
             for h in handles:
                 h.remove()
+        grams = {src: acc.gram() for src, acc in accs.items()}
         for name, lin in linears.items():
-            acc = accs.pop(name)
-            G = acc.gram()
+            acc = accs[sources[name]]
+            G = grams[sources[name]]
             W = lin.weight.data.to(torch.float32)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -128,7 +132,7 @@ def _compress_block(b: int, block: nn.Module, inputs: BlockInputs, groups: list[
             extras.update(_result_extras(f"{b}.{name}", res))
             log.info("block %2d %-22s obj=%.4g rel_err=%.4f damp=%s t=%.2fs peak=%.0fMB", b, name, row["objective"],
                      row["rel_err"], row["damping_rel"], seconds, row["peak_mem_mb"])
-            del G, acc
+        del grams, accs
     return rows, extras
 
 
@@ -169,7 +173,7 @@ def compress_model(model: nn.Module, calib_ids: torch.Tensor, method_name: str, 
                 block.load_state_dict({k: v.to(device) for k, v in tensors.items()})
                 all_extras.update(extras)
             else:
-                rows, extras = _compress_block(b, block, inputs, groups, method, cfg, driver, device)
+                rows, extras = _compress_block(b, block, inputs, adapter, groups, method, cfg, driver, device)
                 state.save_block(b, block, extras, rows)
                 all_extras.update(extras)
                 bar.set_postfix(rel_err=f"{max(r['rel_err'] for r in rows):.3f}")

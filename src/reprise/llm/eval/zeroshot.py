@@ -63,7 +63,11 @@ def evaluate_zeroshot(model: Any, tokenizer: Any, tasks: Sequence[str], task_dir
     for d in dirs:
         if not Path(d).is_dir():
             raise ReproError(f"evaluate_zeroshot: task directory {d} does not exist")
-    manager = TaskManager(include_path=dirs or None)
+    # Indexing lm-eval's ~15k built-in task files takes seconds; skip it when the local
+    # directories hold every requested task.
+    manager = TaskManager(include_path=dirs, include_defaults=False) if dirs else None
+    if manager is None or any(t not in manager.all_tasks for t in tasks):
+        manager = TaskManager(include_path=dirs or None)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         raise ReproError(f"unknown lm-eval task(s) {', '.join(unknown)}; local tasks need their YAML "

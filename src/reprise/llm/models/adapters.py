@@ -24,6 +24,15 @@ class Adapter:
     # Linears of one block in true-sequential order: each inner tuple is a group whose Grams come
     # from one forward pass after the previous groups were compressed.
     sequential_groups: tuple[tuple[str, ...], ...]
+    # Linears that read the very same input tensor: one Gram serves them all (saves the XᵀX product).
+    shared_inputs: tuple[tuple[str, ...], ...] = ()
+
+    def gram_source(self, name: str) -> str:
+        """The linear whose input Gram ``name`` uses (itself unless it shares an input)."""
+        for shared in self.shared_inputs:
+            if name in shared:
+                return shared[0]
+        return name
 
     @property
     def linear_names(self) -> tuple[str, ...]:
@@ -52,6 +61,7 @@ ADAPTERS: dict[str, Adapter] = {
                 ("fc1",),
                 ("fc2",),
             ),
+            shared_inputs=(("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"),),
         ),
         Adapter(
             family="llama",
@@ -66,6 +76,7 @@ ADAPTERS: dict[str, Adapter] = {
                 ("mlp.up_proj", "mlp.gate_proj"),
                 ("mlp.down_proj",),
             ),
+            shared_inputs=(("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"), ("mlp.up_proj", "mlp.gate_proj")),
         ),
         Adapter(
             family="bloom",
