@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
-
 from reprise.io import ReproError, atomic_path, read_json, write_json
 from reprise.provenance import device_info, provenance, sha256_file
 
@@ -23,11 +21,20 @@ log = logging.getLogger("reprise")
 
 
 def setup(threads: int | None = None, log_file: str | os.PathLike | None = None) -> None:
-    """Threads, deterministic CPU math and logging for one job."""
-    if threads:
-        torch.set_num_threads(int(threads))
-    torch.backends.cuda.matmul.allow_tf32 = False  # spec §1.11: TF32 off, as the papers' code
-    torch.backends.cudnn.allow_tf32 = False
+    """Threads, deterministic CPU math and logging for one job (torch only if this job has it loaded:
+    the table/figure/report jobs run in an environment without it)."""
+    import sys
+
+    if "torch" in sys.modules or threads:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None:
+            if threads:
+                torch.set_num_threads(int(threads))
+            torch.backends.cuda.matmul.allow_tf32 = False  # spec §1.11: TF32 off, as the papers' code
+            torch.backends.cudnn.allow_tf32 = False
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)

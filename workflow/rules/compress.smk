@@ -29,5 +29,7 @@ rule compress:
     resources:
         mem_mb=job_mem_mb,
         runtime=120,
+    conda:
+        "../../envs/llm.yaml"
     script:
         "../scripts/compress.py"

@@ -13,6 +13,8 @@ rule fetch_dataset:
     resources:
         mem_mb=job_mem_mb,
         runtime=60,
+    conda:
+        "../../envs/llm.yaml"
     script:
         "../scripts/fetch_dataset.py"
 
@@ -29,6 +31,8 @@ rule prepare_model:
         mem_mb=job_mem_mb,
         runtime=60,
     threads: config["threads"]
+    conda:
+        "../../envs/llm.yaml"
     script:
         "../scripts/prepare_model.py"
 
@@ -40,5 +44,7 @@ rule zeroshot_task:
         directory("data/tasks/enwiki-cloze"),
     log:
         "logs/data/enwiki-cloze.log",
+    conda:
+        "../../envs/llm.yaml"
     script:
         "../scripts/make_cloze_task.py"

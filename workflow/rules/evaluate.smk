@@ -17,6 +17,8 @@ rule perplexity:
     resources:
         mem_mb=job_mem_mb,
         runtime=60,
+    conda:
+        "../../envs/llm.yaml"
     script:
         "../scripts/perplexity.py"
 
@@ -42,5 +44,7 @@ rule zeroshot:
     resources:
         mem_mb=job_mem_mb,
         runtime=60,
+    conda:
+        "../../envs/llm.yaml"
     script:
         "../scripts/zeroshot.py"

@@ -18,5 +18,7 @@ for _paper, _manifest in MANIFESTS.items():
                 scale=SCALE,
             log:
                 f"logs/papers/{_paper}/{_figure}.log",
+            conda:
+                "../../envs/papers.yaml"
             script:
                 "../scripts/render_figure.py"

@@ -18,5 +18,7 @@ rule paper_report:
         scale=SCALE,
     log:
         "logs/papers/{paper}/report.log",
+    conda:
+        "../../envs/papers.yaml"
     script:
         "../scripts/render_report.py"

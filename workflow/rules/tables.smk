@@ -20,5 +20,7 @@ for _paper, _manifest in MANIFESTS.items():
                 scale=SCALE,
             log:
                 f"logs/papers/{_paper}/{_table}.log",
+            conda:
+                "../../envs/papers.yaml"
             script:
                 "../scripts/render_table.py"

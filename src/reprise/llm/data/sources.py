@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,16 +18,10 @@ from reprise.io import ReproError, atomic_dir, read_json, write_json
 from .registry import DatasetEntry, dataset_key, get_entry
 from .wiki import holdout_split, read_wiki_articles
 
+from reprise.provenance import sha256_file  # noqa: E402  (one implementation, re-exported)
+
 MANIFEST = "manifest.json"
 _TRUE = {"1", "ON", "YES", "TRUE"}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def hub_offline() -> bool:

@@ -188,3 +188,45 @@ def compress_model(model: nn.Module, calib_ids: torch.Tensor, method_name: str, 
 
 def groups_order(adapter, layer: str) -> int:
     return adapter.linear_names.index(layer)
+
+
+@torch.no_grad()
+def collect_layer_grams(model: nn.Module, calib_ids: torch.Tensor, blocks: list[int],
+                        driver: DriverConfig | None = None) -> dict[tuple[int, str], dict[str, Any]]:
+    """Weights and input Grams of every linear of ``blocks`` in the *uncompressed* model.
+
+    The layer experiments and benchmarks solve these one layer at a time, outside the driver.
+    Returns ``{(block, layer): {"W": weight fp32, "G": Gram, "n_tokens": int}}``.
+    """
+    driver = driver or DriverConfig()
+    adapter = adapter_for(model)
+    device = pick_device(driver.device)
+    all_blocks = blocks_of(model, adapter)
+    if not blocks or max(blocks) >= len(all_blocks) or min(blocks) < 0:
+        raise ReproError(f"blocks {blocks} out of range for a model with {len(all_blocks)} blocks")
+    inputs = capture_inputs(model, adapter, calib_ids, driver.batch_size, device)
+    gram_dtype = getattr(torch, driver.gram_dtype)
+    out: dict[tuple[int, str], dict[str, Any]] = {}
+    for b in range(max(blocks) + 1):
+        block = all_blocks[b].to(device)
+        if b in blocks:
+            linears = {name: get_submodule(block, name) for name in adapter.linear_names}
+            accs = {name: GramAccumulator(lin.in_features, dtype=gram_dtype, device=device)
+                    for name, lin in linears.items() if adapter.gram_source(name) == name}
+            handles = [linears[n].register_forward_hook(lambda _m, inp, _o, acc=acc: acc.add(inp[0].detach()))
+                       for n, acc in accs.items()]
+            try:
+                run_block(block, inputs, device, keep=False)
+            finally:
+                for h in handles:
+                    h.remove()
+            grams = {n: acc.gram().cpu() for n, acc in accs.items()}
+            for name, lin in linears.items():
+                src = adapter.gram_source(name)
+                out[(b, name)] = {"W": lin.weight.data.to("cpu", torch.float32).clone(), "G": grams[src],
+                                  "n_tokens": accs[src].n_tokens}
+        if b < max(blocks):
+            inputs = BlockInputs(run_block(block, inputs, device), inputs.kwargs)
+        if driver.offload and device.type != "cpu":
+            all_blocks[b].to("cpu")
+    return out

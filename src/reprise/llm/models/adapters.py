@@ -45,6 +45,14 @@ class Adapter:
         return [list(self.linear_names)]
 
 
+# BLOOM and Falcon: one fused query-key-value projection, then the output and the two MLP linears.
+_FUSED_QKV_GROUPS = (
+    ("self_attention.query_key_value",),
+    ("self_attention.dense",),
+    ("mlp.dense_h_to_4h",),
+    ("mlp.dense_4h_to_h",),
+)
+
 ADAPTERS: dict[str, Adapter] = {
     a.family: a
     for a in (
@@ -85,12 +93,7 @@ ADAPTERS: dict[str, Adapter] = {
             pre_modules=("transformer.word_embeddings", "transformer.word_embeddings_layernorm"),
             post_modules=("transformer.ln_f",),
             head="lm_head",
-            sequential_groups=(
-                ("self_attention.query_key_value",),
-                ("self_attention.dense",),
-                ("mlp.dense_h_to_4h",),
-                ("mlp.dense_4h_to_h",),
-            ),
+            sequential_groups=_FUSED_QKV_GROUPS,
         ),
         Adapter(
             family="falcon",
@@ -99,12 +102,7 @@ ADAPTERS: dict[str, Adapter] = {
             pre_modules=("transformer.word_embeddings", "transformer.rotary_emb"),
             post_modules=("transformer.ln_f",),
             head="lm_head",
-            sequential_groups=(
-                ("self_attention.query_key_value",),
-                ("self_attention.dense",),
-                ("mlp.dense_h_to_4h",),
-                ("mlp.dense_4h_to_h",),
-            ),
+            sequential_groups=_FUSED_QKV_GROUPS,
         ),
     )
 }

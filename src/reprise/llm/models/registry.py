@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ def resolve_spec(name: str, registry: dict[str, ModelSpec] | None = None) -> Mod
         if not p.is_file():
             raise ReproError(f"GGUF file {p} not found")
         return ModelSpec(key=f"local-{p.stem}", source="gguf", path=str(p.resolve()))
-    if "/" in name and not name.startswith((".", "/")):
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?", name):
         hub_id, _, rev = name.partition("@")
         key = hub_id.replace("/", "--") + (f"@{rev[:12]}" if rev else "")
         return ModelSpec(key=key, source="hub", id=hub_id, revision=rev or "main")

@@ -1,0 +1,40 @@
+"""The `reprise` command: planning, targets and early errors (no heavy work)."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO
+from reprise.cli import main, plan_rows, _load_config
+
+
+def test_plan_full_counts_jobs_and_costs(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    rows = plan_rows(_load_config("full"))
+    by_model = {r["model"]: r for r in rows}
+    assert {"opt-125m", "opt-13b", "llama-2-7b"} <= set(by_model)
+    # cost grows with model size; every model runs the same grid
+    assert by_model["opt-13b"]["gpu_hours_est"] > by_model["opt-1.3b"]["gpu_hours_est"] > by_model["opt-125m"]["gpu_hours_est"]
+    assert len({r["compress_jobs"] for r in rows}) == 1 and rows[0]["compress_jobs"] > 0
+    assert main(["plan", "--scale", "full"]) == 0
+    assert "GPU-hours" in capsys.readouterr().out
+
+
+def test_targets_lists_named_rules(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert main(["targets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("baselines_quant", "baselines_prune", "baselines_ppl_vs_sparsity"):
+        assert name in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compress", "--model", "smollm2-135m", "--method", "nope", "--out", "x"], "unknown method"),
+    (["compress", "--model", "smollm2-135m", "--method", "gptq", "--bits", "9", "--out", "x"], "bits"),
+    (["compress", "--model", "smollm2-135m", "--method", "wanda", "--nm", "4:2", "--out", "x"], "4:2"),
+    (["compress", "--model", "no/such-dir/", "--method", "rtn", "--out", "x"], "unknown model"),
+])
+def test_compress_refuses_bad_input_before_loading(monkeypatch, tmp_path, capsys, argv, message):
+    monkeypatch.chdir(REPO)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (REPO / "x").exists()

@@ -1,0 +1,98 @@
+"""The workflow itself: the smoke DAG under snakemake in a temporary directory, offline dry-runs of
+the mini and full grids, and bad configuration failing before any job."""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.workflow
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+       "PYTHONPATH": str(REPO / "src")}
+
+# The smoke DAG on a tiny random-weight Llama (SmolLM2's tokenizer): the same rules and code paths
+# as `make reproduce`, in about a minute and a half.
+TINY_CONFIG = {
+    "calibration": {"dataset": "enwiki-gensim", "split": "train", "protocol": "contiguous", "n": 4, "seqlen": 64},
+    "eval": {"seqlen": 64, "max_windows": 2, "testsets": ["enwiki-gensim"], "zeroshot_tasks": [], "batch_size": 1},
+    "papers": {"baselines": {"models": ["tiny-llama"], "sparsities": [0.5, 0.8]}},
+    "driver": {"device": "cpu", "blocks": None, "batch_size": 4},
+}
+
+
+def _workdir(tmp_path: Path, smollm2_dir: Path) -> Path:
+    work = tmp_path / "wf"
+    work.mkdir()
+    for name in ("Snakefile", "workflow", "config", "src"):
+        (work / name).symlink_to(REPO / name)
+    (work / "models").mkdir()
+    (work / "models" / "smollm2-135m").symlink_to(smollm2_dir)  # the tokenizer tiny-llama borrows
+    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    return work
+
+
+def _snakemake(work: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    # targets go before --configfile, which takes every following word as a config file
+    return subprocess.run([*SNAKEMAKE, *args, "--cores", "2", "--configfile", "tiny.yaml"], cwd=work, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
+    work = _workdir(tmp_path, smollm2_dir)
+    run = _snakemake(work, "all")
+    assert run.returncode == 0, run.stderr[-4000:]
+    results = work / "results" / "papers" / "baselines"
+    for name in ("quant.csv", "quant.md", "quant.tex", "prune.csv", "ppl_vs_sparsity.png", "ppl_vs_sparsity.pdf",
+                 "report.md"):
+        assert (results / name).is_file() and (results / name).stat().st_size > 0, name
+    with open(results / "quant.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    metric = "enwiki-gensim_ppl@64"
+    assert rows and all(float(r[metric]) > 1 for r in rows if r.get(metric))
+    report = (results / "report.md").read_text()
+    assert "smoke" in report.lower()
+    # every solve left its per-layer log and provenance; checkpoints were temporary at this scale
+    logs = list((work / "runs" / "tiny-llama").glob("*/*/s0/solve_log.csv"))
+    assert len(logs) >= 10
+    assert all((log.parent / "provenance.json").is_file() for log in logs)
+    assert not list((work / "runs" / "tiny-llama").glob("*/*/s0/model"))  # keep_checkpoints: false
+    again = _snakemake(work, "-n", "all")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("scale", ["mini", "full"])
+def test_dry_run_of_larger_scales_builds_offline(scale):
+    run = subprocess.run([*SNAKEMAKE, "all", "-n", "--cores", "1", "--configfile", f"config/scales/{scale}.yaml"],
+                         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout + run.stderr
+    assert "compress" in out and "fetch_dataset" in out
+    if scale == "full":
+        for model in ("opt-125m", "opt-13b", "llama-2-7b"):
+            assert f"runs/{model}/gptq/w4/s0" in out
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"papers": {"baselines": {"models": ["no-such-model"]}}}, "no-such-model"),
+    ({"calibration": {"dataset": "no-such-data"}}, "no-such-data"),
+    ({"eval": {"testsets": ["wikitext3"]}}, "wikitext3"),
+    ({"driverr": {}}, "driverr"),
+])
+def test_bad_config_fails_before_any_job(tmp_path, override, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(override))
+    run = subprocess.run([*SNAKEMAKE, "all", "-n", "--cores", "1", "--configfile", str(bad)], cwd=REPO, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert message in run.stdout + run.stderr
