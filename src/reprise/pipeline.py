@@ -137,8 +137,10 @@ def compress(model_dir: str | os.PathLike, calib_path: str | os.PathLike, method
 # ------------------------------------------------------------------------------------------ evaluate
 def evaluate_perplexity(model_dir: str | os.PathLike, tokens_path: str | os.PathLike, testset: str, seqlen: int,
                         out_json: str | os.PathLike, dtype: str = "float32", batch_size: int = 1,
-                        device: str = "auto") -> dict[str, Any]:
-    from reprise.llm.data import load_tokens
+                        device: str = "auto", calib_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Perplexity on one test set. With ``calib_path`` the calibration/test window overlap (the lab
+    C4 protocol reuses calibration windows as test windows, spec §1.5) is measured and recorded."""
+    from reprise.llm.data import load_tokens, overlap_report
     from reprise.llm.eval import perplexity
     from reprise.llm.models import load_local
     from reprise.metrics import ppl_metric
@@ -148,6 +150,11 @@ def evaluate_perplexity(model_dir: str | os.PathLike, tokens_path: str | os.Path
     t0 = time.perf_counter()
     res = perplexity(model, windows, seqlen, batch_size=batch_size, device=device)
     metrics = {ppl_metric(testset, seqlen): res["ppl"]}
+    if calib_path is not None:
+        calib, calib_meta = load_tokens(calib_path)
+        res["calibration_overlap"] = overlap_report(calib, windows, f"calibration ({calib_meta.get('protocol')})", testset)
+        if res["calibration_overlap"]["identical"]:
+            log.warning("%s: %s", testset, res["calibration_overlap"]["finding"])
     write_json(out_json, {"metrics": metrics, "details": res, "provenance": provenance(
         stage="perplexity", model_dir=str(model_dir), testset=testset, tokens=meta,
         seconds=time.perf_counter() - t0, device=device_info(device))})

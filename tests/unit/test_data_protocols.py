@@ -59,8 +59,9 @@ def test_joined_test_windows_are_exact_and_non_overlapping():
     T = meta["n_tokens"]
     assert w.shape == (T // 50, 50)
     assert w.flatten().tolist() == tok("\n\n".join(docs))["input_ids"][: (T // 50) * 50]
-    capped, _ = joined_test(tok, docs, seqlen=50, max_windows=3)
-    assert torch.equal(capped, w[:3])
+    capped, _ = joined_test(tok, docs, seqlen=50, max_windows=3)  # spread over the stream, ends included
+    assert len(w) > 3 and torch.equal(capped[0], w[0]) and torch.equal(capped[-1], w[-1])
+    assert torch.equal(capped, w[torch.linspace(0, len(w) - 1, 3).round().long()])
     spaced, m2 = joined_test(tok, docs, seqlen=50, joiner=" ")
     assert m2["joiner"] == " "
     with pytest.raises(ReproError, match="fewer than one window"):
@@ -117,7 +118,8 @@ def test_lab_c4_test_defaults_and_cap():
     docs, tok = corpus(), WordTokenizer()
     full, st = lab_c4_test(tok, docs, seqlen=20)
     assert full.shape == (256, 20) and st["accept"] == "ge"
-    assert torch.equal(lab_c4_test(tok, docs, seqlen=20, max_windows=8)[0], full[:8])
+    capped = lab_c4_test(tok, docs, seqlen=20, max_windows=8)[0]
+    assert torch.equal(capped, full[torch.linspace(0, 255, 8).round().long()])
 
 
 def test_c4_calibration_test_overlap_on_a_synthetic_corpus(tmp_path):

@@ -20,11 +20,13 @@ rule fetch_dataset:
 
 
 rule prepare_model:
+    input:
+        corpus=lambda wc: raw_dir(CAL["dataset"]),  # to compare fast and slow tokenizers on real text
     output:
         directory("models/{model}"),
     params:
         registry=config["registries"]["models"],
-        tokenizer_check_dataset=CAL["dataset"],
+        corpus_split=CAL["split"],
     log:
         "logs/models/{model}.log",
     resources:

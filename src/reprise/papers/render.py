@@ -1,6 +1,7 @@
 """One call per workflow target: load the manifest, read the runs, render the table/figure/report."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Mapping
 
@@ -27,4 +28,16 @@ def render_paper_report(manifest_path: str | Path, scale_cfg: Mapping, runs_dir:
     manifest = load_manifest(manifest_path)
     cells = plan(manifest, scale_cfg)
     metrics = sorted({m for t in targets(manifest) for m in required_metrics(manifest, t, scale_cfg)})
-    return render_report(manifest, scale_cfg, load_results(runs_dir, cells, metrics, runtime=True), out_path)
+    return render_report(manifest, scale_cfg, load_results(runs_dir, cells, metrics, runtime=True), out_path,
+                         data_findings=overlap_findings(runs_dir, cells))
+
+
+def overlap_findings(runs_dir: str | Path, cells) -> list[str]:
+    """Calibration/test overlap measured by the perplexity jobs (spec §1.5), one line per distinct finding."""
+    found: dict[str, set[str]] = {}
+    for cell in cells:
+        for f in sorted((Path(cell.run_dir(runs_dir)) / "eval").glob("*_ppl@*.json")):
+            overlap = json.loads(f.read_text()).get("details", {}).get("calibration_overlap")
+            if overlap:
+                found.setdefault(f"{f.stem}: {overlap['finding']}", set()).add(cell.model)
+    return [f"{text} (models: {', '.join(sorted(models))})" for text, models in sorted(found.items())]

@@ -107,8 +107,12 @@ def _cell_line(c: ReportCell) -> str:
     return f"| {c.model} | {c.label} | {c.metric} | {pv} | {src} | {tol} | {ours} | {rd} | **{c.verdict}** | {note} |"
 
 
-def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_path: str | Path) -> dict[str, int]:
-    """Write the report (Markdown) and return the verdict counts."""
+def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_path: str | Path,
+                  data_findings: list[str] | None = None) -> dict[str, int]:
+    """Write the report (Markdown) and return the verdict counts.
+
+    ``data_findings`` are measured facts about the data (such as calibration/test overlap) that a
+    reader must see beside the numbers."""
     scale = scale_name(scale_cfg)
     cells = report_cells(manifest, scale_cfg, results)
     counts = count_verdicts(cells)
@@ -130,6 +134,8 @@ def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_
         notes.insert(0, f"Protocol at this scale: {manifest.protocol[scale]}")
     if notes:
         lines += ["", "## Notes and caveats", ""] + [f"- {t}" for t in notes]
+    if data_findings:
+        lines += ["", "## Measured data findings", ""] + [f"- {t}" for t in data_findings]
     for tid, table in manifest.tables.items():
         lines += ["", f"## Table `{tid}`", "", caption(manifest, tid, scale_cfg), ""]
         lines += [f"- {n.text}" for n in table.notes if n.applies(scale)]

@@ -142,6 +142,9 @@ def tokenizer_report(spec: ModelSpec, registry: dict[str, ModelSpec] | None, tex
         report["slow"] = f"unavailable ({type(exc).__name__})"
         return report
     report["slow_class"] = type(slow).__name__
+    if getattr(slow, "is_fast", False):
+        report["note"] = ("use_fast=False returned a fast tokenizer too: this model ships no slow tokenizer, "
+                          "so the papers' use_fast=False cannot differ here")
     a, b = fast(text)["input_ids"], slow(text)["input_ids"]
     report["n_tokens_fast"], report["n_tokens_slow"] = len(a), len(b)
     report["identical"] = a == b
