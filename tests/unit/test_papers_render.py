@@ -145,7 +145,7 @@ def test_smoke_caption_states_scale_and_blocks(m, tmp_path):
     paths = render_table(m, "quant", c, {}, tmp_path / "quant")
     md, tex = paths[1].read_text(), paths[2].read_text()
     for text in (md, tex):
-        assert "SMOKE" in text and "smoke" in text and "blocks [0, 4]" in text
+        assert "SMOKE" in text and "smoke" in text and "blocks 0-3 are compressed" in text
     assert "enwiki-gensim_ppl@256" in md and "—" in md  # no results: dashes, not zeros
     df = pd.read_csv(paths[0])
     assert df["enwiki-gensim_ppl@256"].isna().all()

@@ -44,7 +44,9 @@ def caption(manifest: Manifest, target: str, scale_cfg: Mapping) -> str:
                  f"Perplexity on {sets}, non-overlapping windows of {seqlen} tokens.")
     b = blocks(manifest, scale_cfg)
     if b is not None:
-        parts.append(f"Only blocks {b} are compressed (the same slice for every method).")
+        start, stop = (list(b) + [None, None])[:2] if isinstance(b, (list, tuple)) else (None, None)
+        where = f"blocks {start}-{stop - 1}" if isinstance(start, int) and isinstance(stop, int) else f"blocks {b}"
+        parts.append(f"Only {where} are compressed (the same slice for every method; the rest stay dense).")
     if is_smoke(scale_cfg):
         parts.append(SMOKE_LABEL + ".")
     return " ".join(parts)
