@@ -32,7 +32,7 @@ TINY_CONFIG = {
 def _workdir(tmp_path: Path, smollm2_dir: Path) -> Path:
     work = tmp_path / "wf"
     work.mkdir()
-    for name in ("Snakefile", "workflow", "config", "src"):
+    for name in ("workflow", "config", "src"):
         (work / name).symlink_to(REPO / name)
     (work / "models").mkdir()
     (work / "models" / "smollm2-135m").symlink_to(smollm2_dir)  # the tokenizer tiny-llama borrows
@@ -77,6 +77,7 @@ def test_dry_run_of_larger_scales_builds_offline(scale):
                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout + run.stderr
+    assert "Using workflow specific profile workflow/profiles/default" in out  # found beside the Snakefile
     assert "compress" in out and "fetch_dataset" in out
     if scale == "full":
         for model in ("opt-125m", "opt-13b", "llama-2-7b"):

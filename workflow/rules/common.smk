@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # a checkout works without `pip install -e`
+sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))  # a checkout works without `pip install -e`
 
 from reprise.io import ReproError
 from reprise.llm.data import TEST_SETS, dataset_key, load_registry, spec_file_name
