@@ -3,6 +3,7 @@ the mini and full grids, and bad configuration failing before any job."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +24,8 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZ
 # as `make reproduce`, in about a minute and a half.
 TINY_CONFIG = {
     "calibration": {"dataset": "enwiki-gensim", "split": "train", "protocol": "contiguous", "n": 4, "seqlen": 64},
-    "eval": {"seqlen": 64, "max_windows": 2, "testsets": ["enwiki-gensim"], "zeroshot_tasks": [], "batch_size": 1},
+    "eval": {"seqlen": 64, "max_windows": 2, "testsets": ["enwiki-gensim"], "zeroshot_tasks": [], "batch_size": 1,
+             "zeroshot_limit": 8, "zeroshot_batch_size": 8},
     "papers": {"baselines": {"models": ["tiny-llama"], "sparsities": [0.5, 0.8]}},
     "driver": {"device": "cpu", "blocks": None, "batch_size": 4},
 }
@@ -69,6 +71,15 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
     again = _snakemake(work, "-n", "all")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # zero-shot through the DAG: the generated cloze task, then lm-eval's HFLM on a compressed run
+    target = "runs/tiny-llama/wanda/sp50/s0/eval/zeroshot-enwiki-cloze.json"
+    zs = _snakemake(work, target)
+    assert zs.returncode == 0, zs.stderr[-4000:]
+    result = json.loads((work / target).read_text())
+    assert 0 <= result["metrics"]["enwiki-cloze/acc"] <= 1
+    assert result["provenance"]["versions"]["lm_eval"] == "0.4.13" and result["provenance"]["limit"] == 8
+    assert len((work / "data" / "tasks" / "enwiki-cloze" / "enwiki-cloze.jsonl").read_text().splitlines()) >= 500
 
 
 @pytest.mark.parametrize("scale", ["mini", "full"])
