@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from reprise.io import ReproError
 from reprise.llm.driver.checkpoint import ResumeState
 from reprise.llm.driver.config import DriverConfig
-from reprise.llm.gram import GramAccumulator
+from reprise.llm.gram import DampingRecord, GramAccumulator
 from reprise.llm.methods import get_method
 from reprise.llm.models.adapters import adapter_for, blocks_of, get_submodule
 from reprise.llm.models.blockwise import BlockInputs, capture_inputs, pick_device, run_block
@@ -71,17 +71,10 @@ def _result_extras(prefix: str, res: Any) -> dict[str, torch.Tensor]:
     return out
 
 
-def _damping_fields(damping: Any) -> dict[str, Any]:
-    if damping is None:
+def _damping_fields(damping: DampingRecord | None) -> dict[str, Any]:
+    if damping is None:  # methods that factor no Gram (rtn, magnitude, wanda, identity)
         return {"damping_rel": None, "damping_retries": 0, "dead_inputs": 0}
-    dead = getattr(damping, "dead", None)
-    if dead is None:
-        dead = getattr(damping, "dead_columns", ())
-    return {
-        "damping_rel": getattr(damping, "relative", getattr(damping, "rel", None)),
-        "damping_retries": getattr(damping, "retries", 0),
-        "dead_inputs": int(len(dead)) if dead is not None else 0,
-    }
+    return {"damping_rel": damping.relative, "damping_retries": damping.retries, "dead_inputs": len(damping.dead)}
 
 
 def _compress_block(b: int, block: nn.Module, inputs: BlockInputs, adapter, groups: list[list[str]], method, cfg,
@@ -181,13 +174,9 @@ def compress_model(model: nn.Module, calib_ids: torch.Tensor, method_name: str, 
             inputs = BlockInputs(run_block(block, inputs, device, store_device=inputs.hidden[0].device), inputs.kwargs)
         if driver.offload and device.type != "cpu":
             blocks[b].to("cpu")
-    rows = sorted(state.rows, key=lambda r: (r["block"], groups_order(adapter, r["layer"])))
+    rows = sorted(state.rows, key=lambda r: (r["block"], adapter.linear_names.index(r["layer"])))
     return CompressionResult(rows=rows, extras=all_extras, seconds=time.perf_counter() - t_start,
                              fingerprint=fp, resumed_blocks=resumed)
-
-
-def groups_order(adapter, layer: str) -> int:
-    return adapter.linear_names.index(layer)
 
 
 @torch.no_grad()
