@@ -116,6 +116,7 @@ def test_table_renders_and_parses_back(m, tmp_path):
     df = pd.read_csv(paths[0])
     rows = m.tables["prune"].rows
     assert len(df) == 2 * len(rows)
+    assert set(df["scale"]) == {c["scale"]}  # every CSV row says which scale produced it
     assert list(df["method"][: len(rows)]) == [r.method for r in rows]
     w = df.set_index(["model", "method", "setting"])
     vals = [10.0 + s + len("wanda") for s in (0, 1, 2)]

@@ -81,14 +81,15 @@ def render_table(manifest: Manifest, table_id: str, scale_cfg: Mapping, results:
     cap = caption(manifest, table_id, scale_cfg)
     paths = [out_prefix.with_name(out_prefix.name + ext) for ext in (".csv", ".md", ".tex")]
 
-    header = ["model", "method", "setting", "label"]
+    scale = scale_name(scale_cfg)  # every row carries it: a smoke number read from the CSV alone stays labelled
+    header = ["scale", "model", "method", "setting", "label"]
     for m in metrics:
         header += [m, f"{m}_std", f"{m}_n"] if with_std else [m]
     with atomic_path(paths[0], suffix=".csv") as tmp, tmp.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         for r in rows:
-            line = [r["model"], r["method"], r["setting"], r["label"]]
+            line = [scale, r["model"], r["method"], r["setting"], r["label"]]
             for m in metrics:
                 mean, std, n = r["cells"][m]
                 line += [_num(mean), _num(std), n] if with_std else [_num(mean)]
