@@ -132,43 +132,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- plan
 def plan_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Jobs, estimated GPU-hours and storage per paper and model (order-of-magnitude estimates).
-
-    Compress time scales with parameters (GPTQ: ~21 min for OPT-13B on one A100, anchors §2.6);
-    evaluation with parameters x evaluated tokens; storage with parameters x bytes per weight.
-    """
+    """Jobs, expected GPU- or CPU-hours and checkpoint storage per paper and model, from the same
+    formulas the rules' resource requests use (reprise.resources)."""
     from reprise.llm.models import load_model_registry
     from reprise.papers import DENSE, load_manifest, plan as plan_cells
+    from reprise.resources import Shape, compress_expected_min, eval_expected_min, wants_gpu
 
     models = load_model_registry(cfg["registries"]["models"])
-    bytes_per = {"float32": 4, "float16": 2, "bfloat16": 2}
-    ev = cfg["eval"]
+    cal, ev = cfg["calibration"], cfg["eval"]
+    gpu, threads = wants_gpu(cfg), int(cfg.get("threads", 1))
+    eval_tokens = (ev.get("max_windows") or 256) * ev["seqlen"]
     rows = []
     for paper in cfg["papers"]:
         manifest = load_manifest(Path(cfg["registries"]["manifests"]) / f"{paper}.yaml")
         runs = sorted({c.run for c in plan_cells(manifest, cfg)})
         for model in sorted({r[0] for r in runs}):
-            spec = models[model]
-            n = spec.params or 0.0
-            compress_jobs = sum(1 for r in runs if r[0] == model and r[1] != DENSE)
-            eval_jobs = sum(1 for r in runs if r[0] == model) * (len(ev["testsets"]) + len(ev.get("zeroshot_tasks") or []))
-            gpu_h = compress_jobs * (n / 13e9) * (21 / 60) + eval_jobs * (n / 13e9) * (5 / 60)
-            storage = (compress_jobs if cfg.get("keep_checkpoints") else min(compress_jobs, 1)) * n * bytes_per[spec.dtype]
-            rows.append({"paper": paper, "model": model, "params": n, "compress_jobs": compress_jobs,
-                         "eval_jobs": eval_jobs, "gpu_hours_est": round(gpu_h, 2), "storage_gb_est": round(storage / 1e9, 1)})
+            shape = Shape.of(models[model])
+            solves = [r for r in runs if r[0] == model and r[1] != DENSE]
+            n_eval = sum(1 for r in runs if r[0] == model) * len(ev["testsets"])
+            n_zs = sum(1 for r in runs if r[0] == model) * len(ev.get("zeroshot_tasks") or [])
+            minutes = sum(compress_expected_min(shape, cal["n"], cal["seqlen"], r[1], gpu, threads) for r in solves)
+            minutes += n_eval * eval_expected_min(shape, eval_tokens, gpu, threads)
+            minutes += n_zs * eval_expected_min(shape, 1_000_000, gpu, threads)
+            kept = len(solves) if cfg.get("keep_checkpoints") else min(len(solves), 1)
+            rows.append({"paper": paper, "model": model, "params": shape.params, "compress_jobs": len(solves),
+                         "eval_jobs": n_eval + n_zs, "gpu_hours_est": round(minutes / 60, 1) if gpu else 0.0,
+                         "cpu_hours_est": 0.0 if gpu else round(minutes / 60, 1),
+                         "storage_gb_est": round(kept * shape.weight_bytes / 1e9, 1)})
     return rows
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     rows = plan_rows(_load_config(args.scale, args.config))
-    head = ["paper", "model", "params", "compress_jobs", "eval_jobs", "gpu_hours_est", "storage_gb_est"]
+    head = ["paper", "model", "params", "compress_jobs", "eval_jobs", "gpu_hours_est", "cpu_hours_est", "storage_gb_est"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
         print("| " + " | ".join(f"{r[h]:.3g}" if h == "params" else str(r[h]) for h in head) + " |")
-    tot = {k: round(sum(r[k] for r in rows), 2) for k in ("compress_jobs", "eval_jobs", "gpu_hours_est", "storage_gb_est")}
+    keys = ("compress_jobs", "eval_jobs", "gpu_hours_est", "cpu_hours_est", "storage_gb_est")
+    tot = {k: round(sum(r[k] for r in rows), 2) for k in keys}
     print(f"\ntotal: {tot['compress_jobs']} compress jobs, {tot['eval_jobs']} eval jobs, "
-          f"~{tot['gpu_hours_est']} GPU-hours (A100-class), ~{tot['storage_gb_est']} GB of checkpoints (estimates)")
+          f"~{tot['gpu_hours_est']} GPU-hours, ~{tot['cpu_hours_est']} CPU-hours, ~{tot['storage_gb_est']} GB of "
+          "checkpoints (expected cost from reprise.resources; jobs request ~3x that time)")
     return 0
 
 

@@ -10,6 +10,8 @@ from reprise.llm.data import TEST_SETS, dataset_key, load_registry, spec_file_na
 from reprise.llm.models import load_model_registry
 from reprise.metrics import ppl_metric
 from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
+from reprise.resources import (Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb, eval_runtime_min,
+                               wants_gpu)
 from reprise.workflow_checks import check_config
 
 MODELS = load_model_registry(config["registries"]["models"])
@@ -113,6 +115,45 @@ def run_config(method, setting):
     return method_config(list(MANIFESTS.values()), method, setting)
 
 
-def job_mem_mb(wc, attempt):
-    """Memory request: a floor per model size, escalated on each retry (issue 12 refines this)."""
-    return 4000 * attempt
+# Resources from the work (reprise.resources): every figure follows the model's size, the token
+# counts and the method, and grows on each retry (`attempt`). Smoke asks for the CPU only.
+GPU = 1 if wants_gpu(config) else 0
+THREADS = config["threads"]
+
+
+def shape(model):
+    return Shape.of(MODELS[model])
+
+
+def compress_mem(wc, attempt):
+    return compress_mem_mb(shape(wc.model), CAL["n"], CAL["seqlen"], wc.method, attempt)
+
+
+def compress_runtime(wc, attempt):
+    return compress_runtime_min(shape(wc.model), CAL["n"], CAL["seqlen"], wc.method, GPU > 0, THREADS, attempt)
+
+
+def eval_mem(wc, attempt):
+    return eval_mem_mb(shape(wc.model), EV["seqlen"], EV.get("batch_size", 1), attempt)
+
+
+def eval_tokens():
+    # a capped test set, else the papers' largest (256 lab C4 windows); zero-shot: ~1e6 tokens
+    return (EV.get("max_windows") or 256) * EV["seqlen"]
+
+
+def eval_runtime(wc, attempt):
+    return eval_runtime_min(shape(wc.model), eval_tokens(), GPU > 0, THREADS, attempt)
+
+
+def zeroshot_runtime(wc, attempt):
+    return eval_runtime_min(shape(wc.model), 1_000_000, GPU > 0, THREADS, attempt)
+
+
+def model_prep_mem(wc, attempt):
+    return eval_mem_mb(shape(wc.model), 512, 1, attempt)
+
+
+def light_mem(wc, attempt):
+    """Data, tokenizer and rendering jobs: no model weights in memory."""
+    return 2000 * attempt

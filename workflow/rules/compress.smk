@@ -27,8 +27,9 @@ rule compress:
         "logs/compress/{model}/{method}/{setting}/s{seed}.log",
     threads: config["threads"]
     resources:
-        mem_mb=job_mem_mb,
-        runtime=120,
+        mem_mb=compress_mem,
+        runtime=compress_runtime,
+        gpu=GPU,
     conda:
         "../../envs/llm.yaml"
     script:

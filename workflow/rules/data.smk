@@ -11,7 +11,7 @@ rule fetch_dataset:
     log:
         "logs/data/fetch_{dataset_key}.log",
     resources:
-        mem_mb=job_mem_mb,
+        mem_mb=light_mem,
         runtime=60,
     conda:
         "../../envs/llm.yaml"
@@ -30,8 +30,8 @@ rule prepare_model:
     log:
         "logs/models/{model}.log",
     resources:
-        mem_mb=job_mem_mb,
-        runtime=60,
+        mem_mb=model_prep_mem,
+        runtime=lambda wc, attempt: 30 * attempt + int(shape(wc.model).params / 1e9) * 10,
     threads: config["threads"]
     conda:
         "../../envs/llm.yaml"

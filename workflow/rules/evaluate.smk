@@ -16,8 +16,9 @@ rule perplexity:
         "logs/eval/{model}/{method}/{setting}/s{seed}/{testset}_ppl@{seqlen}.log",
     threads: config["threads"]
     resources:
-        mem_mb=job_mem_mb,
-        runtime=60,
+        mem_mb=eval_mem,
+        runtime=eval_runtime,
+        gpu=GPU,
     conda:
         "../../envs/llm.yaml"
     script:
@@ -43,8 +44,9 @@ rule zeroshot:
         "logs/eval/{model}/{method}/{setting}/s{seed}/zeroshot-{task}.log",
     threads: config["threads"]
     resources:
-        mem_mb=job_mem_mb,
-        runtime=60,
+        mem_mb=eval_mem,
+        runtime=zeroshot_runtime,
+        gpu=GPU,
     conda:
         "../../envs/llm.yaml"
     script:

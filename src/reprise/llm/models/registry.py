@@ -17,7 +17,7 @@ from reprise.io import ReproError
 
 SOURCES = ("hub", "local", "gguf", "tiny")
 _SPEC_KEYS = {"source", "id", "revision", "path", "package", "file", "family", "config", "seed", "tokenizer",
-              "dtype", "note", "revision_note", "params"}
+              "dtype", "note", "revision_note", "params", "hidden", "intermediate", "layers"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,10 @@ class ModelSpec:
     dtype: str = "float32"
     note: str | None = None
     revision_note: str | None = None
-    params: float | None = None  # parameter count, declared for planning (`reprise plan`)
+    params: float | None = None  # parameter count, declared for planning and job resources
+    hidden: int | None = None  # hidden size: activation and Gram sizes
+    intermediate: int | None = None  # FFN width: the largest Gram (down projection inputs)
+    layers: int | None = None  # number of blocks
 
     @property
     def pinned(self) -> bool:

@@ -1,0 +1,112 @@
+"""Job resources computed from the work: model size, hidden/FFN widths, tokens, method, retry.
+
+One set of formulas serves the Snakemake rules (``resources:``) and ``reprise plan``. They are
+deliberately conservative upper estimates: a SLURM job that asks too little is killed, one that
+asks a little too much only waits longer. Each retry multiplies memory and runtime, so a job
+killed for memory or time comes back with more.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+GIB_MB = 1024
+OVERHEAD_MB = 3 * GIB_MB  # interpreter, torch, transformers, tokenizer, allocator slack
+# Sustained throughputs used for runtime estimates (FLOP/s): a conservative GPU figure (fp16/fp32
+# mixed, A100/H100 class, far below peak) and one CPU core as measured on the development machine.
+GPU_FLOPS = 20e12
+CPU_CORE_FLOPS = 15e9
+# Per-weight solve cost relative to a d^2 pass, per method family (cubic solvers dominate).
+CUBIC_METHODS = {"gptq", "sparsegpt", "quantease", "quantease-outlier", "alps", "osscar", "ziplm", "hassle-free",
+                 "admm-grad", "awq"}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the formulas need to know about a model."""
+    params: float
+    hidden: int
+    intermediate: int
+    layers: int
+    dtype: str = "float32"
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.params * BYTES.get(self.dtype, 4)
+
+    @classmethod
+    def of(cls, spec: Any) -> "Shape":
+        """From a ``ModelSpec``; tiny models fall back to their config (hidden_size, ffn widths, layers)."""
+        cfg = dict(getattr(spec, "config", {}) or {})
+        hidden = spec.hidden or cfg.get("hidden_size") or 1024
+        inter = spec.intermediate or cfg.get("intermediate_size") or cfg.get("ffn_dim") or 4 * hidden
+        layers = spec.layers or cfg.get("num_hidden_layers") or cfg.get("n_layer") or 12
+        params = spec.params or 12 * layers * hidden * hidden + 2 * 50_000 * hidden
+        return cls(float(params), int(hidden), int(inter), int(layers), spec.dtype)
+
+
+def _retry(attempt: int) -> float:
+    return 1.0 + 0.5 * (max(int(attempt), 1) - 1)  # 1, 1.5, 2, ...
+
+
+def compress_mem_mb(shape: Shape, n_seq: int, seqlen: int, method: str = "gptq", attempt: int = 1) -> int:
+    """Host memory of a compress job: the model, two activation streams, the largest Gram and its factors."""
+    activations = 2 * n_seq * seqlen * shape.hidden * BYTES.get(shape.dtype, 4)
+    gram_copies = 4 if method in CUBIC_METHODS else 2  # G, factor, inverse, workspace
+    grams = gram_copies * shape.intermediate ** 2 * 4
+    total = shape.weight_bytes + activations + grams
+    return int(math.ceil((total / 2**20 * 1.3 + OVERHEAD_MB) * _retry(attempt)))
+
+
+def eval_mem_mb(shape: Shape, seqlen: int, batch: int = 1, attempt: int = 1, vocab: int = 50_000) -> int:
+    """Host memory of an evaluation job: the model, one chunk of activations and fp32 logits."""
+    chunk = 32 * seqlen * shape.hidden * BYTES.get(shape.dtype, 4)
+    logits = batch * seqlen * vocab * 4
+    total = shape.weight_bytes + chunk + logits
+    return int(math.ceil((total / 2**20 * 1.3 + OVERHEAD_MB) * _retry(attempt)))
+
+
+def _seconds(flops: float, gpu: bool, threads: int) -> float:
+    return flops / (GPU_FLOPS if gpu else CPU_CORE_FLOPS * max(threads, 1))
+
+
+def _load_min(shape: Shape) -> float:
+    return 0.5 + shape.weight_bytes / 1e9 / 60  # read/write the weights at ~1 GB/s, plus start-up
+
+
+def _request(expected_min: float, attempt: int) -> int:
+    """What a job asks for: 3x the expected minutes plus 10 (queue-safe), grown on each retry."""
+    return int(math.ceil((3 * expected_min + 10) * _retry(attempt)))
+
+
+def compress_expected_min(shape: Shape, n_seq: int, seqlen: int, method: str = "gptq", gpu: bool = True,
+                          threads: int = 1) -> float:
+    """Expected minutes: two forward passes over the calibration tokens, the Grams, the per-layer solves."""
+    tokens = n_seq * seqlen
+    forward = 2 * 2 * shape.params * tokens
+    grams = 2 * tokens * shape.layers * (3 * shape.hidden ** 2 + shape.intermediate ** 2)
+    per_layer = (shape.intermediate ** 3 if method in CUBIC_METHODS else shape.intermediate ** 2) * 7
+    solves = shape.layers * per_layer * (30 if method in {"quantease", "alps", "hassle-free"} else 1)
+    return _seconds(forward + grams + solves, gpu, threads) / 60 + 2 * _load_min(shape)
+
+
+def compress_runtime_min(shape: Shape, n_seq: int, seqlen: int, method: str = "gptq", gpu: bool = True,
+                         threads: int = 1, attempt: int = 1) -> int:
+    """The runtime a compress job requests (minutes)."""
+    return _request(compress_expected_min(shape, n_seq, seqlen, method, gpu, threads), attempt)
+
+
+def eval_expected_min(shape: Shape, n_tokens: int, gpu: bool = True, threads: int = 1) -> float:
+    return _seconds(2 * shape.params * n_tokens, gpu, threads) / 60 + _load_min(shape)
+
+
+def eval_runtime_min(shape: Shape, n_tokens: int, gpu: bool = True, threads: int = 1, attempt: int = 1) -> int:
+    """The runtime an evaluation job requests (minutes)."""
+    return _request(eval_expected_min(shape, n_tokens, gpu, threads), attempt)
+
+
+def wants_gpu(config: Mapping[str, Any]) -> bool:
+    """Smoke runs on the CPU; other scales ask for a GPU unless the driver is pinned to the CPU."""
+    return config.get("scale") != "smoke" and config.get("driver", {}).get("device", "auto") != "cpu"
