@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,8 +35,9 @@ TINY_CONFIG = {
 def _workdir(tmp_path: Path, smollm2_dir: Path) -> Path:
     work = tmp_path / "wf"
     work.mkdir()
-    for name in ("workflow", "config", "src"):
+    for name in ("workflow", "src"):
         (work / name).symlink_to(REPO / name)
+    shutil.copytree(REPO / "config", work / "config")  # a copy: the test edits a manifest
     (work / "models").mkdir()
     (work / "models" / "smollm2-135m").symlink_to(smollm2_dir)  # the tokenizer tiny-llama borrows
     (work / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
@@ -71,6 +73,21 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
     again = _snakemake(work, "-n", "all")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # changing one method's config reruns that method's solve and what depends on it, nothing else
+    manifest = work / "config" / "papers" / "baselines.yaml"
+    text = manifest.read_text()
+    assert "w3: {bits: 3, group_size: -1, act_order: false}" in text
+    manifest.write_text(text.replace("w3: {bits: 3, group_size: -1, act_order: false}",
+                                     "w3: {bits: 3, group_size: -1, act_order: true}"))
+    changed = _snakemake(work, "-n", "all")
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    out = changed.stdout + changed.stderr
+    solves = {m for m in re.findall(r"rule compress:\n(?:.*\n)*?\s+wildcards: model=tiny-llama, method=(\w+), "
+                                      r"setting=([\w.-]+)", out)}
+    assert solves == {("gptq", "w3")}, solves
+    assert "baselines_quant" in out and "baselines_prune" not in out.split("Job stats")[-1]
+    manifest.write_text(text)  # back to the config the outputs were made with
 
     # zero-shot through the DAG: the generated cloze task, then lm-eval's HFLM on a compressed run
     target = "runs/tiny-llama/wanda/sp50/s0/eval/zeroshot-enwiki-cloze.json"
