@@ -50,10 +50,20 @@ def _parse_kv(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _raw_corpus(cache: str, name: str, datasets_file: str) -> Path:
+    """``<cache>/data/raw/<dataset-key>``, fetched once (the same stage function the workflow runs)."""
+    from reprise import pipeline
+    from reprise.llm.data import dataset_key, load_registry
+
+    raw = Path(cache) / "data" / "raw" / dataset_key(name, load_registry(datasets_file))
+    if not (raw / "manifest.json").is_file():
+        pipeline.prepare_dataset(name, datasets_file, raw)
+    return raw
+
+
 # ------------------------------------------------------------------------------------------ compress
 def cmd_compress(args: argparse.Namespace) -> int:
     from reprise import pipeline
-    from reprise.llm.data import load_registry, make_tokens, save_tokens, dataset_key, fetch_raw
     from reprise.llm.methods import get_method
     from reprise.llm.models import load_model_registry, materialize, resolve_spec
 
@@ -72,18 +82,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
         print(f"materialising {spec.key} into {model_dir}", file=sys.stderr)
         materialize(spec, model_dir, models)
 
-    datasets = load_registry(args.datasets)
-    raw = Path(args.cache) / "data" / "raw" / dataset_key(args.calib_dataset, datasets)
-    if not (raw / "manifest.json").is_file():
-        fetch_raw(args.calib_dataset, datasets, raw)
-    from transformers import AutoTokenizer
-
+    raw = _raw_corpus(args.cache, args.calib_dataset, args.datasets)
     spec_tokens = {"dataset": args.calib_dataset, "role": "calibration", "split": args.calib_split,
                    "protocol": args.calib_protocol, "n": args.calib_n, "seqlen": args.seqlen, "seed": args.seed}
-    windows, meta = make_tokens(spec_tokens, AutoTokenizer.from_pretrained(model_dir), raw)
     out = Path(args.out)
     calib_path = out.parent / f".{out.name}.calib.pt"
-    save_tokens(calib_path, windows, meta)
+    pipeline.prepare_tokens(spec_tokens, model_dir, raw, calib_path)
     driver = {"device": args.device, "true_sequential": args.true_sequential, "gram_dtype": args.gram_dtype}
     if args.blocks:
         driver["blocks"] = [int(x) for x in args.blocks.split(":")]
@@ -98,27 +102,23 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from transformers import AutoTokenizer
-
     from reprise import pipeline
-    from reprise.llm.data import TEST_SETS, dataset_key, fetch_raw, load_registry, make_tokens
+    from reprise.llm.data import TEST_SETS, make_tokens
     from reprise.llm.eval import perplexity
     from reprise.llm.models import load_local
     from reprise.metrics import ppl_metric
 
     pipeline.setup(threads=args.threads)
     model, tokenizer = load_local(args.model, dtype=args.dtype)
-    datasets = load_registry(args.datasets)
+    if tokenizer is None:
+        raise ReproError(f"{args.model} holds no tokenizer; save one beside the weights (tokenizer.save_pretrained)")
     metrics: dict[str, float] = {}
     for ts in args.testsets:
         if ts not in TEST_SETS:
             raise ReproError(f"unknown test set {ts!r}; known: {sorted(TEST_SETS)}")
-        name = TEST_SETS[ts]["dataset"]
-        raw = Path(args.cache) / "data" / "raw" / dataset_key(name, datasets)
-        if not (raw / "manifest.json").is_file():
-            fetch_raw(name, datasets, raw)
+        raw = _raw_corpus(args.cache, TEST_SETS[ts]["dataset"], args.datasets)
         windows, _ = make_tokens({"test_set": ts, "seqlen": args.seqlen, "max_windows": args.max_windows},
-                                 tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(args.model), raw)
+                                 tokenizer, raw)
         metrics[ppl_metric(ts, args.seqlen)] = perplexity(model, windows, args.seqlen, device=args.device)["ppl"]
     if args.tasks:
         from reprise.llm.eval.zeroshot import evaluate_zeroshot
@@ -136,12 +136,13 @@ def plan_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     formulas the rules' resource requests use (reprise.resources)."""
     from reprise.llm.models import load_model_registry
     from reprise.papers import DENSE, load_manifest, plan as plan_cells
-    from reprise.resources import Shape, compress_expected_min, eval_expected_min, wants_gpu
+    from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_expected_min, eval_expected_min, eval_tokens,
+                                   wants_gpu)
 
     models = load_model_registry(cfg["registries"]["models"])
     cal, ev = cfg["calibration"], cfg["eval"]
     gpu, threads = wants_gpu(cfg), int(cfg.get("threads", 1))
-    eval_tokens = (ev.get("max_windows") or 256) * ev["seqlen"]
+    tokens = eval_tokens(ev)
     rows = []
     for paper in cfg["papers"]:
         manifest = load_manifest(Path(cfg["registries"]["manifests"]) / f"{paper}.yaml")
@@ -152,8 +153,8 @@ def plan_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
             n_eval = sum(1 for r in runs if r[0] == model) * len(ev["testsets"])
             n_zs = sum(1 for r in runs if r[0] == model) * len(ev.get("zeroshot_tasks") or [])
             minutes = sum(compress_expected_min(shape, cal["n"], cal["seqlen"], r[1], gpu, threads) for r in solves)
-            minutes += n_eval * eval_expected_min(shape, eval_tokens, gpu, threads)
-            minutes += n_zs * eval_expected_min(shape, 1_000_000, gpu, threads)
+            minutes += n_eval * eval_expected_min(shape, tokens, gpu, threads)
+            minutes += n_zs * eval_expected_min(shape, ZEROSHOT_TOKENS, gpu, threads)
             kept = len(solves) if cfg.get("keep_checkpoints") else min(len(solves), 1)
             rows.append({"paper": paper, "model": model, "params": shape.params, "compress_jobs": len(solves),
                          "eval_jobs": n_eval + n_zs, "gpu_hours_est": round(minutes / 60, 1) if gpu else 0.0,

@@ -107,6 +107,15 @@ def eval_runtime_min(shape: Shape, n_tokens: int, gpu: bool = True, threads: int
     return _request(eval_expected_min(shape, n_tokens, gpu, threads), attempt)
 
 
+ZEROSHOT_TOKENS = 1_000_000  # order of a zero-shot task's scored tokens (thousands of items x ~100 tokens)
+
+
+def eval_tokens(eval_cfg: Mapping[str, Any]) -> int:
+    """Tokens a perplexity job scores: the capped window count, else the papers' largest set
+    (256 lab C4 windows), times the sequence length."""
+    return int((eval_cfg.get("max_windows") or 256) * eval_cfg["seqlen"])
+
+
 def wants_gpu(config: Mapping[str, Any]) -> bool:
     """Smoke runs on the CPU; other scales ask for a GPU unless the driver is pinned to the CPU."""
     return config.get("scale") != "smoke" and config.get("driver", {}).get("device", "auto") != "cpu"

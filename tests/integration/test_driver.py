@@ -91,3 +91,27 @@ def test_declared_shared_inputs_are_really_shared(family):
     for shared in adapter.shared_inputs:
         for name in shared[1:]:
             assert torch.equal(seen[name], seen[shared[0]]), (family, name)
+
+
+@pytest.mark.parametrize("family", ["opt", "llama"])
+def test_collected_grams_equal_xtx_of_the_dense_model(family):
+    from reprise.llm.driver import collect_layer_grams
+
+    model = tiny_model(family, num_hidden_layers=3)
+    adapter = adapter_for(model)
+    ids = token_batch(4, 16)
+    seen = {}
+    blocks = blocks_of(model, adapter)
+    handles = [lin.register_forward_hook(lambda _m, inp, _o, key=(b, name): seen.setdefault(key, []).append(inp[0]))
+               for b in (0, 2) for name, lin in linears_of(blocks[b], adapter).items()]
+    with torch.no_grad():
+        model(input_ids=ids)
+    for h in handles:
+        h.remove()
+    got = collect_layer_grams(model, ids, [0, 2], DriverConfig(device="cpu", batch_size=2))
+    assert set(got) == set(seen)
+    for key, xs in seen.items():
+        X = torch.cat(xs).reshape(-1, xs[0].shape[-1]).double()
+        assert got[key]["n_tokens"] == X.shape[0]
+        torch.testing.assert_close(got[key]["G"].double(), X.T @ X / X.shape[0], rtol=1e-4, atol=1e-5)
+        assert torch.equal(got[key]["W"], linears_of(blocks[key[0]], adapter)[key[1]].weight.float())

@@ -10,8 +10,8 @@ from reprise.llm.data import TEST_SETS, dataset_key, load_registry, spec_file_na
 from reprise.llm.models import load_model_registry
 from reprise.metrics import ppl_metric
 from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
-from reprise.resources import (Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb, eval_runtime_min,
-                               wants_gpu)
+from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb,
+                               eval_runtime_min, eval_tokens, wants_gpu)
 from reprise.workflow_checks import check_config
 
 MODELS = load_model_registry(config["registries"]["models"])
@@ -137,17 +137,12 @@ def eval_mem(wc, attempt):
     return eval_mem_mb(shape(wc.model), EV["seqlen"], EV.get("batch_size", 1), attempt)
 
 
-def eval_tokens():
-    # a capped test set, else the papers' largest (256 lab C4 windows); zero-shot: ~1e6 tokens
-    return (EV.get("max_windows") or 256) * EV["seqlen"]
-
-
 def eval_runtime(wc, attempt):
-    return eval_runtime_min(shape(wc.model), eval_tokens(), GPU > 0, THREADS, attempt)
+    return eval_runtime_min(shape(wc.model), eval_tokens(EV), GPU > 0, THREADS, attempt)
 
 
 def zeroshot_runtime(wc, attempt):
-    return eval_runtime_min(shape(wc.model), 1_000_000, GPU > 0, THREADS, attempt)
+    return eval_runtime_min(shape(wc.model), ZEROSHOT_TOKENS, GPU > 0, THREADS, attempt)
 
 
 def model_prep_mem(wc, attempt):

@@ -77,29 +77,37 @@ def _damping_fields(damping: DampingRecord | None) -> dict[str, Any]:
     return {"damping_rel": damping.relative, "damping_retries": damping.retries, "dead_inputs": len(damping.dead)}
 
 
+def _input_grams(block: nn.Module, linears: dict[str, nn.Linear], adapter, inputs: BlockInputs,
+                 device: torch.device, gram_dtype: torch.dtype, keep: bool = False
+                 ) -> tuple[dict[str, tuple[torch.Tensor, int]], list[torch.Tensor]]:
+    """One pass of ``block`` over ``inputs`` that accumulates the input Gram of each linear.
+
+    Linears reading the same tensor (``adapter.shared_inputs``: q/k/v, gate/up) share one
+    accumulator. Returns ``{name: (G, n_tokens)}`` and the block outputs when ``keep``.
+    """
+    sources = {name: adapter.gram_source(name) if adapter.gram_source(name) in linears else name for name in linears}
+    accs = {src: GramAccumulator(linears[src].in_features, dtype=gram_dtype, device=device)
+            for src in set(sources.values())}
+    handles = [linears[src].register_forward_hook(lambda _m, inp, _o, acc=acc: acc.add(inp[0].detach()))
+               for src, acc in accs.items()]
+    try:
+        outs = run_block(block, inputs, device, keep=keep)
+    finally:
+        for h in handles:
+            h.remove()
+    grams = {src: acc.gram() for src, acc in accs.items()}
+    return {name: (grams[src], accs[src].n_tokens) for name, src in sources.items()}, outs
+
+
 def _compress_block(b: int, block: nn.Module, inputs: BlockInputs, adapter, groups: list[list[str]], method, cfg,
                     driver: DriverConfig, device: torch.device) -> tuple[list[dict], dict[str, torch.Tensor]]:
     rows, extras = [], {}
     gram_dtype = getattr(torch, driver.gram_dtype)
     for group in groups:
         linears = {name: get_submodule(block, name) for name in group}
-        # one accumulator per distinct input (q/k/v share one, gate/up another: adapter.shared_inputs)
-        sources = {name: adapter.gram_source(name) if adapter.gram_source(name) in linears else name for name in linears}
-        accs = {src: GramAccumulator(linears[src].in_features, dtype=gram_dtype, device=device)
-                for src in set(sources.values())}
-        handles = [
-            linears[src].register_forward_hook(lambda _m, inp, _o, acc=acc: acc.add(inp[0].detach()))
-            for src, acc in accs.items()
-        ]
-        try:
-            run_block(block, inputs, device, keep=False)
-        finally:
-            for h in handles:
-                h.remove()
-        grams = {src: acc.gram() for src, acc in accs.items()}
+        grams, _ = _input_grams(block, linears, adapter, inputs, device, gram_dtype)
         for name, lin in linears.items():
-            acc = accs[sources[name]]
-            G = grams[sources[name]]
+            G, n_tokens = grams[name]
             W = lin.weight.data.to(torch.float32)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -115,7 +123,7 @@ def _compress_block(b: int, block: nn.Module, inputs: BlockInputs, adapter, grou
             lin.weight.data.copy_(new_w)
             row = {
                 "block": b, "layer": name, "method": method.name, "out_features": lin.out_features,
-                "in_features": lin.in_features, "n_tokens": acc.n_tokens, "objective": float(res.objective),
+                "in_features": lin.in_features, "n_tokens": n_tokens, "objective": float(res.objective),
                 "ref_energy": float(res.ref_energy), "rel_err": float(res.rel_err),
                 **_damping_fields(getattr(res, "damping", None)),
                 "zero_frac": float((new_w == 0).float().mean()), "seconds": round(seconds, 4),
@@ -125,7 +133,7 @@ def _compress_block(b: int, block: nn.Module, inputs: BlockInputs, adapter, grou
             extras.update(_result_extras(f"{b}.{name}", res))
             log.info("block %2d %-22s obj=%.4g rel_err=%.4f damp=%s t=%.2fs peak=%.0fMB", b, name, row["objective"],
                      row["rel_err"], row["damping_rel"], seconds, row["peak_mem_mb"])
-        del grams, accs
+        del grams
     return rows, extras
 
 
@@ -196,26 +204,21 @@ def collect_layer_grams(model: nn.Module, calib_ids: torch.Tensor, blocks: list[
     inputs = capture_inputs(model, adapter, calib_ids, driver.batch_size, device)
     gram_dtype = getattr(torch, driver.gram_dtype)
     out: dict[tuple[int, str], dict[str, Any]] = {}
-    for b in range(max(blocks) + 1):
+    last = max(blocks)
+    for b in range(last + 1):
         block = all_blocks[b].to(device)
-        if b in blocks:
+        more = b < last  # the last collected block's outputs are not needed
+        if b in blocks:  # weights stay as they are, so one pass gives both the Grams and the outputs
             linears = {name: get_submodule(block, name) for name in adapter.linear_names}
-            accs = {name: GramAccumulator(lin.in_features, dtype=gram_dtype, device=device)
-                    for name, lin in linears.items() if adapter.gram_source(name) == name}
-            handles = [linears[n].register_forward_hook(lambda _m, inp, _o, acc=acc: acc.add(inp[0].detach()))
-                       for n, acc in accs.items()]
-            try:
-                run_block(block, inputs, device, keep=False)
-            finally:
-                for h in handles:
-                    h.remove()
-            grams = {n: acc.gram().cpu() for n, acc in accs.items()}
+            grams, outs = _input_grams(block, linears, adapter, inputs, device, gram_dtype, keep=more)
             for name, lin in linears.items():
-                src = adapter.gram_source(name)
-                out[(b, name)] = {"W": lin.weight.data.to("cpu", torch.float32).clone(), "G": grams[src],
-                                  "n_tokens": accs[src].n_tokens}
-        if b < max(blocks):
-            inputs = BlockInputs(run_block(block, inputs, device), inputs.kwargs)
+                G, n_tokens = grams[name]
+                out[(b, name)] = {"W": lin.weight.data.to("cpu", torch.float32).clone(), "G": G.cpu(),
+                                  "n_tokens": n_tokens}
+        elif more:
+            outs = run_block(block, inputs, device)
+        if more:
+            inputs = BlockInputs(outs, inputs.kwargs)
         if driver.offload and device.type != "cpu":
             all_blocks[b].to("cpu")
     return out
