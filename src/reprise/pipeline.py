@@ -10,6 +10,7 @@ import csv
 import io
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,9 +21,38 @@ from reprise.provenance import device_info, provenance, sha256_file
 log = logging.getLogger("reprise")
 
 
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM (SLURM's time limit, scancel, a Snakemake kill).
+
+    It is a ``SystemExit`` with the shell's code for SIGTERM (143), so every ``atomic_path`` and
+    ``atomic_dir`` on the stack removes its temporary output on the way out, and the per-block
+    resume state written so far stays for the retry.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    # A second SIGTERM while the first is being handled must not interrupt the cleanup.
+    signal.signal(signum, signal.SIG_IGN)
+    log.error("received signal %d (time limit, scancel or kill): removing temporary outputs and exiting; "
+              "finished blocks stay in the resume state", signum)
+    raise Terminated(signum)
+
+
+def install_sigterm_handler() -> None:
+    """Turn SIGTERM into a clean ``Terminated`` exit (main thread only; a no-op elsewhere)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def setup(threads: int | None = None, log_file: str | os.PathLike | None = None) -> None:
-    """Threads, deterministic CPU math and logging for one job (torch only if this job has it loaded:
-    the table/figure/report jobs run in an environment without it)."""
+    """Threads, deterministic CPU math, logging and SIGTERM handling for one job (torch only if this
+    job has it loaded: the table/figure/report jobs run in an environment without it)."""
     import sys
 
     if "torch" in sys.modules or threads:
@@ -41,6 +71,7 @@ def setup(threads: int | None = None, log_file: str | os.PathLike | None = None)
         handlers.append(logging.FileHandler(log_file))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         handlers=handlers, force=True)
+    install_sigterm_handler()
 
 
 # ---------------------------------------------------------------------------------------------- data
