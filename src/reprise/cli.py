@@ -131,9 +131,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- plan
-def plan_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Jobs, expected GPU- or CPU-hours and checkpoint storage per paper and model, from the same
-    formulas the rules' resource requests use (reprise.resources)."""
+def plan_jobs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every job a scale's papers need, with its expected minutes and checkpoint bytes, from the same
+    formulas the rules' resource requests use (reprise.resources). A run two papers share appears
+    once per paper (``paper``) and carries its ``job`` key so a total can count it once."""
     from reprise.llm.models import load_model_registry
     from reprise.papers import DENSE, load_manifest, plan as plan_cells
     from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_expected_min, eval_expected_min, eval_tokens,
@@ -143,38 +144,76 @@ def plan_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     cal, ev = cfg["calibration"], cfg["eval"]
     gpu, threads = wants_gpu(cfg), int(cfg.get("threads", 1))
     tokens = eval_tokens(ev)
-    rows = []
+    evals = [(t, tokens) for t in ev["testsets"]] + [(t, ZEROSHOT_TOKENS) for t in ev.get("zeroshot_tasks") or []]
+    jobs = []
     for paper in cfg["papers"]:
         manifest = load_manifest(Path(cfg["registries"]["manifests"]) / f"{paper}.yaml")
-        runs = sorted({c.run for c in plan_cells(manifest, cfg)})
-        for model in sorted({r[0] for r in runs}):
+        for run in sorted({c.run for c in plan_cells(manifest, cfg)}):
+            model, method = run[0], run[1]
             shape = Shape.of(models[model])
-            solves = [r for r in runs if r[0] == model and r[1] != DENSE]
-            n_eval = sum(1 for r in runs if r[0] == model) * len(ev["testsets"])
-            n_zs = sum(1 for r in runs if r[0] == model) * len(ev.get("zeroshot_tasks") or [])
-            minutes = sum(compress_expected_min(shape, cal["n"], cal["seqlen"], r[1], gpu, threads) for r in solves)
-            minutes += n_eval * eval_expected_min(shape, tokens, gpu, threads)
-            minutes += n_zs * eval_expected_min(shape, ZEROSHOT_TOKENS, gpu, threads)
-            kept = len(solves) if cfg.get("keep_checkpoints") else min(len(solves), 1)
-            rows.append({"paper": paper, "model": model, "params": shape.params, "compress_jobs": len(solves),
-                         "eval_jobs": n_eval + n_zs, "gpu_hours_est": round(minutes / 60, 1) if gpu else 0.0,
-                         "cpu_hours_est": 0.0 if gpu else round(minutes / 60, 1),
-                         "storage_gb_est": round(kept * shape.weight_bytes / 1e9, 1)})
+            if method != DENSE:
+                jobs.append({"paper": paper, "model": model, "kind": "compress", "job": (*run, "compress"),
+                             "minutes": compress_expected_min(shape, cal["n"], cal["seqlen"], method, gpu, threads),
+                             "checkpoint_bytes": shape.weight_bytes, "params": shape.params})
+            for name, n_tokens in evals:
+                jobs.append({"paper": paper, "model": model, "kind": "eval", "job": (*run, name),
+                             "minutes": eval_expected_min(shape, n_tokens, gpu, threads), "checkpoint_bytes": 0,
+                             "params": shape.params})
+    return jobs
+
+
+def _summarise_jobs(jobs: list[dict[str, Any]], gpu: bool, keep: bool) -> dict[str, Any]:
+    solves = [j for j in jobs if j["kind"] == "compress"]
+    hours = round(sum(j["minutes"] for j in jobs) / 60, 1)
+    # without keep_checkpoints a checkpoint lives only until its evaluations finish: one at a time
+    stored = sum(j["checkpoint_bytes"] for j in solves) if keep else max((j["checkpoint_bytes"] for j in solves), default=0)
+    return {"compress_jobs": len(solves), "eval_jobs": len(jobs) - len(solves),
+            "gpu_hours_est": hours if gpu else 0.0, "cpu_hours_est": 0.0 if gpu else hours,
+            "storage_gb_est": round(stored / 1e9, 1)}
+
+
+def plan_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Jobs, expected GPU- or CPU-hours and checkpoint storage per paper and model."""
+    from reprise.resources import wants_gpu
+
+    jobs, gpu, keep = plan_jobs(cfg), wants_gpu(cfg), bool(cfg.get("keep_checkpoints"))
+    rows = []
+    for paper, model in dict.fromkeys((j["paper"], j["model"]) for j in jobs):
+        mine = [j for j in jobs if (j["paper"], j["model"]) == (paper, model)]
+        rows.append({"paper": paper, "model": model, "params": mine[0]["params"], **_summarise_jobs(mine, gpu, keep)})
     return rows
 
 
+def plan_totals(cfg: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Per-paper subtotals, and the total over all papers with shared runs counted once."""
+    from reprise.resources import wants_gpu
+
+    jobs, gpu, keep = plan_jobs(cfg), wants_gpu(cfg), bool(cfg.get("keep_checkpoints"))
+    papers = {p: _summarise_jobs([j for j in jobs if j["paper"] == p], gpu, keep)
+              for p in dict.fromkeys(j["paper"] for j in jobs)}
+    unique = list({j["job"]: j for j in jobs}.values())
+    return papers, _summarise_jobs(unique, gpu, keep)
+
+
+def _cost_line(label: str, t: dict[str, Any]) -> str:
+    return (f"{label}: {t['compress_jobs']} compress jobs, {t['eval_jobs']} eval jobs, ~{t['gpu_hours_est']} GPU-hours, "
+            f"~{t['cpu_hours_est']} CPU-hours, ~{t['storage_gb_est']} GB of checkpoints")
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    rows = plan_rows(_load_config(args.scale, args.config))
+    cfg = _load_config(args.scale, args.config)
+    rows = plan_rows(cfg)
     head = ["paper", "model", "params", "compress_jobs", "eval_jobs", "gpu_hours_est", "cpu_hours_est", "storage_gb_est"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
         print("| " + " | ".join(f"{r[h]:.3g}" if h == "params" else str(r[h]) for h in head) + " |")
-    keys = ("compress_jobs", "eval_jobs", "gpu_hours_est", "cpu_hours_est", "storage_gb_est")
-    tot = {k: round(sum(r[k] for r in rows), 2) for k in keys}
-    print(f"\ntotal: {tot['compress_jobs']} compress jobs, {tot['eval_jobs']} eval jobs, "
-          f"~{tot['gpu_hours_est']} GPU-hours, ~{tot['cpu_hours_est']} CPU-hours, ~{tot['storage_gb_est']} GB of "
-          "checkpoints (expected cost from reprise.resources; jobs request ~3x that time)")
+    papers, total = plan_totals(cfg)
+    print()
+    for paper, sub in papers.items():
+        print(_cost_line(f"paper {paper}", sub))
+    print(_cost_line("total (runs shared by papers counted once)", total)
+          + " (expected cost from reprise.resources; jobs request ~3x that time)")
     return 0
 
 

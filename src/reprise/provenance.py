@@ -61,10 +61,12 @@ def code_fingerprint() -> str:
 
 
 def device_info(device: str | None = None) -> dict[str, Any]:
+    """The requested device, the one it resolved to ("auto": CUDA when present) and the hardware."""
     import torch
 
+    resolved = ("cuda" if torch.cuda.is_available() else "cpu") if device in (None, "auto") else device
     info: dict[str, Any] = {
-        "device": device, "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "device": device, "resolved": resolved, "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "cuda_available": torch.cuda.is_available(),
     }
     if torch.cuda.is_available():
@@ -73,8 +75,37 @@ def device_info(device: str | None = None) -> dict[str, Any]:
     return info
 
 
+SLURM_VARS = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME", "SLURM_RESTART_COUNT")
+
+
+def slurm_info() -> dict[str, str] | None:
+    """The SLURM job this process runs in (None outside SLURM): the cost tables name the job."""
+    info = {k.removeprefix("SLURM_").lower(): os.environ[k] for k in SLURM_VARS if k in os.environ}
+    return info or None
+
+
+def resource_usage() -> dict[str, Any]:
+    """Peak memory of this process so far: host RSS (MB) and, when CUDA was used, GPU memory (MB).
+
+    Recorded at the end of each job beside Snakemake's ``benchmark:`` file, which measures the
+    whole job from outside (wall time, RSS of the process tree) but cannot see the GPU.
+    """
+    import resource
+    import sys
+
+    out: dict[str, Any] = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                           "peak_gpu_mb": None}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_gpu_mb"] = round(max(torch.cuda.max_memory_allocated(i)
+                                       for i in range(torch.cuda.device_count())) / 2**20, 1)
+    return out
+
+
 def provenance(**extra: Any) -> dict[str, Any]:
-    """The common record every output directory carries; ``extra`` adds config, data hashes, ..."""
+    """The common record every output directory carries; ``extra`` adds config, data hashes, ...
+
+    Written last by a job, so ``usage`` holds the job's peak memory."""
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(Path(__file__).parent),
@@ -82,5 +113,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "packages": package_versions(),
         "python": platform.python_version(),
         "host": platform.node(),
+        "slurm": slurm_info(),
+        "usage": resource_usage(),
         **extra,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPO
-from reprise.cli import main, plan_rows, _load_config
+from reprise.cli import main, plan_rows, plan_totals, _load_config
 
 
 def test_plan_full_counts_jobs_and_costs(monkeypatch, capsys):
@@ -17,6 +17,33 @@ def test_plan_full_counts_jobs_and_costs(monkeypatch, capsys):
     assert len({r["compress_jobs"] for r in rows}) == 1 and rows[0]["compress_jobs"] > 0
     assert main(["plan", "--scale", "full"]) == 0
     assert "GPU-hours" in capsys.readouterr().out
+
+
+def test_plan_subtotals_per_paper_and_counts_shared_runs_once(monkeypatch, tmp_path, capsys):
+    """Two papers that need the same runs: each subtotal counts them, the total counts them once."""
+    import shutil
+
+    import yaml
+
+    monkeypatch.chdir(REPO)
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    man = tmp_path / "config" / "papers"
+    (man / "twin.yaml").write_text((man / "baselines.yaml").read_text().replace("paper: baselines", "paper: twin"))
+    cfg_file = tmp_path / "config" / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text())
+    cfg["registries"] = {k: str(tmp_path / v) for k, v in cfg["registries"].items()}
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    full_file = tmp_path / "config" / "scales" / "full.yaml"
+    full = yaml.safe_load(full_file.read_text())
+    full["papers"]["twin"] = dict(full["papers"]["baselines"])
+    full_file.write_text(yaml.safe_dump(full))
+    papers, total = plan_totals(_load_config("full", str(cfg_file)))
+    assert set(papers) == {"baselines", "twin"} and papers["baselines"] == papers["twin"]
+    assert total["compress_jobs"] == papers["baselines"]["compress_jobs"] > 0
+    assert total["gpu_hours_est"] == papers["baselines"]["gpu_hours_est"] > 0
+    assert main(["plan", "--scale", "full", "--config", str(cfg_file)]) == 0
+    out = capsys.readouterr().out
+    assert "paper baselines:" in out and "paper twin:" in out and "counted once" in out
 
 
 def test_targets_lists_named_rules(monkeypatch, capsys):

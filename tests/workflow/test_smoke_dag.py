@@ -70,6 +70,20 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
     assert len(logs) >= 10
     assert all((log.parent / "provenance.json").is_file() for log in logs)
     assert not list((work / "runs" / "tiny-llama").glob("*/*/s0/model"))  # keep_checkpoints: false
+    # cost accounting: one row per job from its benchmark file and provenance, grouped per method
+    with open(results / "cost_jobs.csv", newline="") as fh:
+        jobs = list(csv.DictReader(fh))
+    assert sum(j["stage"] == "compress" for j in jobs) == len(logs)
+    assert sum(j["stage"] == "perplexity" for j in jobs) == len(logs) + 1  # and the dense model
+    assert all(float(j["wall_s"]) > 0 and float(j["peak_rss_mb"]) > 100 and j["device"] == "cpu" for j in jobs)
+    assert all(float(j["solve_s"]) > 0 for j in jobs if j["stage"] == "compress")
+    with open(results / "cost.csv", newline="") as fh:
+        groups = {(g["stage"], g["model"], g["method"]): g for g in csv.DictReader(fh)}
+    assert int(groups[("compress", "all", "all")]["jobs"]) == len(logs)
+    assert float(groups[("compress", "all", "all")]["wall_s"]) == pytest.approx(
+        sum(float(j["wall_s"]) for j in jobs if j["stage"] == "compress"), rel=1e-6)
+    assert (results / "cost.png").stat().st_size > 1000
+    assert "## Cost" in report
     again = _snakemake(work, "-n", "all")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Nothing to be done" in again.stdout + again.stderr

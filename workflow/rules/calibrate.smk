@@ -17,6 +17,10 @@ rule calibration_tokens:
                          "protocol": wc.protocol, "n": int(wc.n), "seqlen": int(wc.seqlen), "seed": int(wc.seed)},
     log:
         "logs/tokens/{tok}/{dkey}/{split}.{protocol}_{n}x{seqlen}_s{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=light_mem,
+        runtime=light_runtime,
     conda:
         "../../envs/llm.yaml"
     script:
@@ -37,6 +41,10 @@ rule test_tokens:
                          "max_windows": None if wc.n == "all" else int(wc.n)},
     log:
         "logs/tokens/{tok}/{dkey}/{testset}_{n}x{seqlen}_s{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=light_mem,
+        runtime=light_runtime,
     conda:
         "../../envs/llm.yaml"
     script:

@@ -8,8 +8,9 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))  # a checkout wor
 from reprise.io import ReproError
 from reprise.llm.data import TEST_SETS, dataset_key, load_registry, spec_file_name
 from reprise.llm.models import load_model_registry
-from reprise.metrics import ppl_metric
+from reprise.metrics import eval_stem, ppl_metric
 from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
+from reprise.papers.cost import job_files
 from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb,
                                eval_runtime_min, eval_tokens, wants_gpu)
 from reprise.workflow_checks import check_config
@@ -75,11 +76,12 @@ def evaluated_model_dir(wc):
 
 def eval_file(model, method, setting, seed, metric):
     """The JSON file that holds ``metric`` for one run."""
-    base = f"{run_dir(model, method, setting, seed)}/eval"
-    if "_ppl@" in metric:
-        return f"{base}/{metric}.json"
-    task = metric.split("/")[0]
-    return f"{base}/zeroshot-{task}.json"
+    return f"{run_dir(model, method, setting, seed)}/eval/{eval_stem(metric)}.json"
+
+
+def benchmark_path(stem):
+    """Snakemake's benchmark file of a run's job (reprise.papers.cost reads it back)."""
+    return f"runs/{{model}}/{{method}}/{{setting}}/s{{seed}}/benchmark/{stem}.tsv"
 
 
 def target_inputs(paper, target):
@@ -92,6 +94,23 @@ def target_inputs(paper, target):
             if cell.method != DENSE:
                 files.add(f"{run_dir(cell.model, cell.method, cell.setting, cell.seed)}/solve_log.csv")
     return sorted(files)
+
+
+def paper_metrics(paper):
+    manifest = MANIFESTS[paper]
+    return sorted({m for t in targets(manifest) for m in required_metrics(manifest, t, config)})
+
+
+def cost_inputs(paper):
+    """Every job's benchmark file and the provenance it wrote, for the paper's cost tables."""
+    files = set()
+    for _stage, _job, bench, source in job_files("runs", plan(MANIFESTS[paper], config), paper_metrics(paper)):
+        files.update((str(bench), str(source)))
+    return sorted(files)
+
+
+def cost_files(paper):
+    return [f"results/papers/{paper}/{name}" for name in ("cost.csv", "cost_jobs.csv", "cost.png")]
 
 
 def target_files(paper, target):
@@ -108,6 +127,7 @@ def all_targets():
         for target in targets(manifest):
             files += target_files(paper, target)
         files.append(f"results/papers/{paper}/report.md")
+        files += cost_files(paper)
     return files
 
 
@@ -152,3 +172,7 @@ def model_prep_mem(wc, attempt):
 def light_mem(wc, attempt):
     """Data, tokenizer and rendering jobs: no model weights in memory."""
     return 2000 * attempt
+
+
+def light_runtime(wc, attempt):
+    return 15 * attempt

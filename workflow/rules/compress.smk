@@ -25,6 +25,8 @@ rule compress:
         scale=SCALE,
     log:
         "logs/compress/{model}/{method}/{setting}/s{seed}.log",
+    benchmark:
+        benchmark_path("compress")
     threads: config["threads"]
     resources:
         mem_mb=compress_mem,

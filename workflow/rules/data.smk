@@ -1,5 +1,12 @@
 # Data stage: raw corpora (hub at a pinned revision, or local files), materialised models, and
-# the offline zero-shot task generated from the held-out corpus.
+# the offline zero-shot task generated from the held-out corpus. Dataset downloads run where
+# snakemake runs (compute nodes of many clusters have no internet); a model is materialised in a
+# job because a large one needs the memory of its weights.
+
+localrules:
+    fetch_dataset,
+    zeroshot_task,
+
 
 
 rule fetch_dataset:
@@ -10,9 +17,10 @@ rule fetch_dataset:
         registry=config["registries"]["datasets"],
     log:
         "logs/data/fetch_{dataset_key}.log",
+    threads: 1
     resources:
         mem_mb=light_mem,
-        runtime=60,
+        runtime=lambda wc, attempt: 60 * attempt,
     conda:
         "../../envs/llm.yaml"
     script:
@@ -46,6 +54,10 @@ rule zeroshot_task:
         directory("data/tasks/enwiki-cloze"),
     log:
         "logs/data/enwiki-cloze.log",
+    threads: 1
+    resources:
+        mem_mb=light_mem,
+        runtime=light_runtime,
     conda:
         "../../envs/llm.yaml"
     script:

@@ -14,6 +14,8 @@ rule perplexity:
         device=config["driver"].get("device", "auto"),
     log:
         "logs/eval/{model}/{method}/{setting}/s{seed}/{testset}_ppl@{seqlen}.log",
+    benchmark:
+        benchmark_path("{testset}_ppl@{seqlen}")
     threads: config["threads"]
     resources:
         mem_mb=eval_mem,
@@ -42,6 +44,8 @@ rule zeroshot:
         device=config["driver"].get("device", "auto"),
     log:
         "logs/eval/{model}/{method}/{setting}/s{seed}/zeroshot-{task}.log",
+    benchmark:
+        benchmark_path("zeroshot-{task}")
     threads: config["threads"]
     resources:
         mem_mb=eval_mem,

@@ -16,6 +16,11 @@ for _paper, _manifest in MANIFESTS.items():
                 target=_figure,
                 manifest=f"{config['registries']['manifests']}/{_paper}.yaml",
                 scale=SCALE,
+            localrule: True
+            threads: 1
+            resources:
+                mem_mb=light_mem,
+                runtime=light_runtime,
             log:
                 f"logs/papers/{_paper}/{_figure}.log",
             conda:

@@ -1,4 +1,27 @@
-# Reproduction report per paper: every published cell beside the regenerated one, with a verdict.
+# Per paper: what its jobs cost (cost.csv, cost_jobs.csv, cost.png) and the reproduction report,
+# every published cell beside the regenerated one, with a verdict and the cost summary.
+
+
+rule paper_cost:
+    input:
+        lambda wc: cost_inputs(wc.paper),
+    output:
+        report("results/papers/{paper}/cost.csv", category="{paper}", subcategory="cost"),
+        "results/papers/{paper}/cost_jobs.csv",
+        report("results/papers/{paper}/cost.png", category="{paper}", subcategory="cost"),
+    params:
+        manifest=lambda wc: f"{config['registries']['manifests']}/{wc.paper}.yaml",
+    log:
+        "logs/papers/{paper}/cost.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=light_mem,
+        runtime=light_runtime,
+    conda:
+        "../../envs/papers.yaml"
+    script:
+        "../scripts/render_cost.py"
 
 
 def _paper_inputs(wc):
@@ -10,7 +33,8 @@ def _paper_inputs(wc):
 
 rule paper_report:
     input:
-        _paper_inputs,
+        runs=_paper_inputs,
+        cost="results/papers/{paper}/cost.csv",
     output:
         report("results/papers/{paper}/report.md", category="{paper}", subcategory="report"),
     params:
@@ -18,6 +42,11 @@ rule paper_report:
         scale=SCALE,
     log:
         "logs/papers/{paper}/report.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=light_mem,
+        runtime=light_runtime,
     conda:
         "../../envs/papers.yaml"
     script:

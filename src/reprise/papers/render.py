@@ -5,9 +5,10 @@ import json
 from pathlib import Path
 from typing import Mapping
 
+from reprise.papers.cost import read_cost_summary, write_costs
 from reprise.papers.figures import render_figure
 from reprise.papers.manifest import load_manifest
-from reprise.papers.plan import plan, required_metrics, targets
+from reprise.papers.plan import plan, required_metrics, scale_name, targets
 from reprise.papers.report import render_report
 from reprise.papers.results import load_results
 from reprise.papers.tables import render_table
@@ -23,13 +24,25 @@ def render_target(manifest_path: str | Path, target: str, scale_cfg: Mapping, ru
     return render_figure(manifest, target, scale_cfg, results, out_prefix)
 
 
+def _paper_metrics(manifest, scale_cfg: Mapping) -> list[str]:
+    return sorted({m for t in targets(manifest) for m in required_metrics(manifest, t, scale_cfg)})
+
+
 def render_paper_report(manifest_path: str | Path, scale_cfg: Mapping, runs_dir: str | Path,
-                        out_path: str | Path) -> dict[str, int]:
+                        out_path: str | Path, cost_csv: str | Path | None = None) -> dict[str, int]:
     manifest = load_manifest(manifest_path)
     cells = plan(manifest, scale_cfg)
-    metrics = sorted({m for t in targets(manifest) for m in required_metrics(manifest, t, scale_cfg)})
-    return render_report(manifest, scale_cfg, load_results(runs_dir, cells, metrics, runtime=True), out_path,
-                         data_findings=overlap_findings(runs_dir, cells))
+    results = load_results(runs_dir, cells, _paper_metrics(manifest, scale_cfg), runtime=True)
+    return render_report(manifest, scale_cfg, results, out_path, data_findings=overlap_findings(runs_dir, cells),
+                         cost=read_cost_summary(cost_csv) if cost_csv else None)
+
+
+def render_paper_cost(manifest_path: str | Path, scale_cfg: Mapping, runs_dir: str | Path,
+                      out_dir: str | Path) -> list[dict]:
+    """``cost.csv``, ``cost_jobs.csv`` and ``cost.png`` of every job the paper's targets need."""
+    manifest = load_manifest(manifest_path)
+    return write_costs(runs_dir, plan(manifest, scale_cfg), _paper_metrics(manifest, scale_cfg), out_dir,
+                       scale_name(scale_cfg), manifest.paper)
 
 
 def overlap_findings(runs_dir: str | Path, cells) -> list[str]:

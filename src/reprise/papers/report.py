@@ -107,12 +107,22 @@ def _cell_line(c: ReportCell) -> str:
     return f"| {c.model} | {c.label} | {c.metric} | {pv} | {src} | {tol} | {ours} | {rd} | **{c.verdict}** | {note} |"
 
 
+def _cost_lines(cost: list[Mapping[str, str]]) -> list[str]:
+    lines = ["", "## Cost", "", "Per stage, summed over jobs (`cost.csv` has each model and method, `cost_jobs.csv` "
+             "each job, `cost.png` the plot).", "",
+             "| stage | jobs | wall s | CPU s | peak RSS MB | peak GPU MB | device | SLURM jobs |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
+    lines += [f"| {r['stage']} | {r['jobs']} | {r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mb'] or '—'} | "
+              f"{r['peak_gpu_mb'] or '—'} | {r['device']} | {r['slurm_jobs']} |" for r in cost]
+    return lines
+
+
 def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_path: str | Path,
-                  data_findings: list[str] | None = None) -> dict[str, int]:
+                  data_findings: list[str] | None = None, cost: list[Mapping[str, str]] | None = None) -> dict[str, int]:
     """Write the report (Markdown) and return the verdict counts.
 
     ``data_findings`` are measured facts about the data (such as calibration/test overlap) that a
-    reader must see beside the numbers."""
+    reader must see beside the numbers; ``cost`` the per-stage rows of ``cost.csv``."""
     scale = scale_name(scale_cfg)
     cells = report_cells(manifest, scale_cfg, results)
     counts = count_verdicts(cells)
@@ -142,6 +152,8 @@ def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_
         lines += ["", "| model | row | metric | published | source | tolerance | ours | rel. diff | verdict | note |",
                   "|---|---|---|---:|---|---|---:|---:|---|---|"]
         lines += [_cell_line(c) for c in cells if c.table == tid]
+    if cost:
+        lines += _cost_lines(cost)
     if manifest.figures:
         lines += ["", "## Figures (regenerated, not compared)", ""]
         lines += [f"- `{fid}`: {caption(manifest, fid, scale_cfg)}" for fid in manifest.figures]
