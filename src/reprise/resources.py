@@ -21,6 +21,12 @@ CPU_CORE_FLOPS = 15e9
 # Per-weight solve cost relative to a d^2 pass, per method family (cubic solvers dominate).
 CUBIC_METHODS = {"gptq", "sparsegpt", "quantease", "quantease-outlier", "alps", "osscar", "ziplm", "hassle-free",
                  "admm-grad", "awq"}
+# Methods whose cost is repeated passes over each layer rather than factorisations: QuantEase's
+# sweeps cost one GEMM plus the in-sweep corrections, about 3·q·p² flops each (spec §2.8), at the
+# paper's 30 sweeps; AWQ tries 20 scales and 20 clipping ratios, each one objective (2·q·p²).
+SWEEPS = {"quantease": 30 * 3, "quantease-outlier": 30 * 4, "awq": 40 * 2}
+# Iterative solvers with a factorisation per outer step (ADMM, alternating minimisation).
+ITERATIVE = {"alps": 30, "hassle-free": 30}
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,11 @@ def compress_expected_min(shape: Shape, n_seq: int, seqlen: int, method: str = "
     tokens = n_seq * seqlen
     forward = 2 * 2 * shape.params * tokens
     grams = 2 * tokens * shape.layers * (3 * shape.hidden ** 2 + shape.intermediate ** 2)
-    per_layer = (shape.intermediate ** 3 if method in CUBIC_METHODS else shape.intermediate ** 2) * 7
-    solves = shape.layers * per_layer * (30 if method in {"quantease", "alps", "hassle-free"} else 1)
+    h, i = shape.hidden, shape.intermediate
+    qp2 = 4 * h ** 3 + 2 * i * h ** 2 + h * i ** 2  # Σ q·p² over a block's linears (attention, FFN)
+    per_block = (i ** 3 if method in CUBIC_METHODS else i ** 2) * 7 * ITERATIVE.get(method, 1)
+    per_block += SWEEPS.get(method, 0) * qp2  # on top of the factorisation of a GPTQ/RTN start
+    solves = shape.layers * per_block
     return _seconds(forward + grams + solves, gpu, threads) / 60 + 2 * _load_min(shape)
 
 

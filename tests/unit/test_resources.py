@@ -54,3 +54,11 @@ def test_smoke_asks_for_cpu_only():
     assert not wants_gpu({"scale": "smoke", "driver": {"device": "auto"}})
     assert wants_gpu({"scale": "full", "driver": {"device": "auto"}})
     assert not wants_gpu({"scale": "full", "driver": {"device": "cpu"}})
+
+
+def test_sweep_methods_cost_more_than_their_gptq_start_but_scale_with_sweeps_not_cubes():
+    s = Shape.of(REG["opt-13b"])
+    gptq = compress_runtime_min(s, 128, 2048, "gptq")
+    qe = compress_runtime_min(s, 128, 2048, "quantease")
+    assert gptq < qe < compress_runtime_min(s, 128, 2048, "alps")
+    assert compress_mem_mb(s, 128, 2048, "quantease") == compress_mem_mb(s, 128, 2048, "gptq")
