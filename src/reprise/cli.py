@@ -136,7 +136,9 @@ def plan_jobs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     formulas the rules' resource requests use (reprise.resources). A run two papers share appears
     once per paper (``paper``) and carries its ``job`` key so a total can count it once."""
     from reprise.llm.models import load_model_registry
-    from reprise.papers import DENSE, load_manifest, plan as plan_cells
+    from reprise.metrics import eval_stem
+    from reprise.papers import DENSE, load_manifest
+    from reprise.papers.plan import run_metrics
     from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_expected_min, eval_expected_min, eval_tokens,
                                    wants_gpu)
 
@@ -144,18 +146,18 @@ def plan_jobs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     cal, ev = cfg["calibration"], cfg["eval"]
     gpu, threads = wants_gpu(cfg), int(cfg.get("threads", 1))
     tokens = eval_tokens(ev)
-    evals = [(t, tokens) for t in ev["testsets"]] + [(t, ZEROSHOT_TOKENS) for t in ev.get("zeroshot_tasks") or []]
     jobs = []
     for paper in cfg["papers"]:
         manifest = load_manifest(Path(cfg["registries"]["manifests"]) / f"{paper}.yaml")
-        for run in sorted({c.run for c in plan_cells(manifest, cfg)}):
+        for run, metrics in sorted(run_metrics(manifest, cfg).items()):  # the jobs the DAG will hold
             model, method = run[0], run[1]
             shape = Shape.of(models[model])
             if method != DENSE:
                 jobs.append({"paper": paper, "model": model, "kind": "compress", "job": (*run, "compress"),
                              "minutes": compress_expected_min(shape, cal["n"], cal["seqlen"], method, gpu, threads),
                              "checkpoint_bytes": shape.weight_bytes, "params": shape.params})
-            for name, n_tokens in evals:
+            for name in dict.fromkeys(eval_stem(m) for m in metrics):
+                n_tokens = tokens if "_ppl@" in name else ZEROSHOT_TOKENS
                 jobs.append({"paper": paper, "model": model, "kind": "eval", "job": (*run, name),
                              "minutes": eval_expected_min(shape, n_tokens, gpu, threads), "checkpoint_bytes": 0,
                              "params": shape.params})

@@ -7,7 +7,6 @@ import pytest
 
 from reprise.io import ReproError
 from reprise.papers.cost import group_costs, job_costs, write_costs
-from reprise.papers.plan import Cell
 
 BENCH = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n{s}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{cpu}\n"
 
@@ -27,16 +26,16 @@ def _run(root, model, method, setting, wall, rss, gpu_prov=None, slurm=None, lay
     (d / "eval" / "w_ppl@8.json").write_text(json.dumps({"metrics": {"w_ppl@8": 3.0}, "provenance": prov}))
 
 
-def _cells(*runs):
-    return [Cell("p", "t", m, meth, s, 0) for m, meth, s in runs]
+def _needs(*runs, metrics=("w_ppl@8",)):
+    return {(m, meth, s, 0): list(metrics) for m, meth, s in runs}
 
 
 def test_job_rows_and_groups(tmp_path):
     _run(tmp_path, "m1", "dense", "dense", 10, 1000)
     _run(tmp_path, "m1", "gptq", "w4", 100, 3000, slurm={"job_id": "42"})
     _run(tmp_path, "m2", "gptq", "w4", 300, 5000, gpu_prov=700.0)
-    cells = _cells(("m1", "dense", "dense"), ("m1", "gptq", "w4"), ("m2", "gptq", "w4"))
-    jobs = job_costs(tmp_path, cells, ["w_ppl@8"])
+    needs = _needs(("m1", "dense", "dense"), ("m1", "gptq", "w4"), ("m2", "gptq", "w4"))
+    jobs = job_costs(tmp_path, needs)
     assert [(j["stage"], j["model"], j["method"]) for j in jobs] == [
         ("perplexity", "m1", "dense"), ("compress", "m1", "gptq"), ("perplexity", "m1", "gptq"),
         ("compress", "m2", "gptq"), ("perplexity", "m2", "gptq")]
@@ -50,7 +49,7 @@ def test_job_rows_and_groups(tmp_path):
     assert allc["peak_rss_mb"] == 5000 and allc["peak_gpu_mb"] == 700 and allc["slurm_jobs"] == 1
     assert allc["device"] == "H200+cpu"
     assert groups[("perplexity", "all", "all")]["jobs"] == 3
-    out = write_costs(tmp_path, cells, ["w_ppl@8"], tmp_path / "res", "smoke", "p")
+    out = write_costs(tmp_path, needs, tmp_path / "res", "smoke", "p")
     assert len(out) == len(groups)
     head = (tmp_path / "res" / "cost.csv").read_text().splitlines()[0]
     assert head.startswith("scale,stage,model,method,jobs,wall_s")
@@ -62,7 +61,13 @@ def test_missing_or_bad_benchmark_names_the_file(tmp_path):
     bench = tmp_path / "m1" / "gptq" / "w4" / "s0" / "benchmark" / "compress.tsv"
     bench.write_text("nothing\n1\n")
     with pytest.raises(ReproError, match="compress.tsv.*not a Snakemake benchmark"):
-        job_costs(tmp_path, _cells(("m1", "gptq", "w4")), ["w_ppl@8"])
+        job_costs(tmp_path, _needs(("m1", "gptq", "w4")))
     bench.unlink()
     with pytest.raises(ReproError, match="compress.tsv: no benchmark file"):
-        job_costs(tmp_path, _cells(("m1", "gptq", "w4")), ["w_ppl@8"])
+        job_costs(tmp_path, _needs(("m1", "gptq", "w4")))
+
+
+def test_a_run_without_metrics_costs_only_its_solve(tmp_path):
+    _run(tmp_path, "m1", "gptq", "w4", 100, 3000)
+    jobs = job_costs(tmp_path, _needs(("m1", "gptq", "w4"), metrics=()))
+    assert [j["stage"] for j in jobs] == ["compress"]

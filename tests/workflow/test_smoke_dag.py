@@ -124,6 +124,13 @@ def test_dry_run_of_larger_scales_builds_offline(scale):
     if scale == "full":
         for model in ("opt-125m", "opt-13b", "llama-2-7b"):
             assert f"runs/{model}/gptq/w4/s0" in out
+    # `reprise plan` counts the jobs this DAG holds
+    from reprise.cli import _load_config, plan_totals
+
+    stats = dict(re.findall(r"^(compress|perplexity|zeroshot)\s+(\d+)$", out, re.M))
+    _, total = plan_totals(_load_config(scale, str(REPO / "config" / "config.yaml")))
+    assert total["compress_jobs"] == int(stats["compress"])
+    assert total["eval_jobs"] == int(stats["perplexity"]) + int(stats.get("zeroshot", 0))
 
 
 @pytest.mark.parametrize("override, message", [

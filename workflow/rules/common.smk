@@ -11,6 +11,7 @@ from reprise.llm.models import load_model_registry
 from reprise.metrics import eval_stem, ppl_metric
 from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
 from reprise.papers.cost import job_files
+from reprise.papers.plan import run_metrics
 from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb,
                                eval_runtime_min, eval_tokens, wants_gpu)
 from reprise.workflow_checks import check_config
@@ -91,20 +92,15 @@ def target_inputs(paper, target):
     for cell in plan(manifest, config, target):
         for metric in metrics:
             files.add(eval_file(cell.model, cell.method, cell.setting, cell.seed, metric))
-            if cell.method != DENSE:
-                files.add(f"{run_dir(cell.model, cell.method, cell.setting, cell.seed)}/solve_log.csv")
+        if cell.method != DENSE:  # also for targets that read no eval metric (runtime, per-layer error)
+            files.add(f"{run_dir(cell.model, cell.method, cell.setting, cell.seed)}/solve_log.csv")
     return sorted(files)
-
-
-def paper_metrics(paper):
-    manifest = MANIFESTS[paper]
-    return sorted({m for t in targets(manifest) for m in required_metrics(manifest, t, config)})
 
 
 def cost_inputs(paper):
     """Every job's benchmark file and the provenance it wrote, for the paper's cost tables."""
     files = set()
-    for _stage, _job, bench, source in job_files("runs", plan(MANIFESTS[paper], config), paper_metrics(paper)):
+    for _stage, _job, bench, source in job_files("runs", run_metrics(MANIFESTS[paper], config)):
         files.update((str(bench), str(source)))
     return sorted(files)
 

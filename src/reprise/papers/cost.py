@@ -14,7 +14,9 @@ from typing import Any, Iterable, Mapping
 from reprise.io import ReproError, atomic_path
 from reprise.metrics import eval_stem
 from reprise.papers.manifest import DENSE
-from reprise.papers.plan import Cell, run_dir, unique_runs
+from reprise.papers.plan import run_dir
+
+RunMetrics = Mapping[tuple[str, str, str, int], Iterable[str]]
 
 COMPRESS = "compress"
 JOB_COLUMNS = ("stage", "job", "model", "method", "setting", "seed", "wall_s", "cpu_s", "max_rss_mb", "peak_rss_mb",
@@ -28,15 +30,15 @@ def benchmark_file(run: Path, stem: str) -> Path:
     return Path(run) / "benchmark" / f"{stem}.tsv"
 
 
-def job_files(runs_dir: str | Path, cells: Iterable[Cell], metrics: Iterable[str]) -> list[tuple[str, str, Path, Path]]:
-    """(stage, job, benchmark file, provenance source) of every job behind ``cells``."""
-    stems = list(dict.fromkeys(eval_stem(m) for m in metrics))
+def job_files(runs_dir: str | Path, needs: RunMetrics) -> list[tuple[str, str, Path, Path]]:
+    """(stage, job, benchmark file, provenance source) of every job behind ``needs`` (each run with
+    the metrics read from it, ``plan.run_metrics``): its solve, and one evaluation per metric's job."""
     out = []
-    for run in unique_runs(cells):
+    for run, metrics in needs.items():
         d = run_dir(runs_dir, *run)
         if run[1] != DENSE:
             out.append((COMPRESS, COMPRESS, benchmark_file(d, COMPRESS), d / "provenance.json"))
-        for stem in stems:
+        for stem in dict.fromkeys(eval_stem(m) for m in metrics):
             stage = "zeroshot" if stem.startswith("zeroshot-") else "perplexity"
             out.append((stage, stem, benchmark_file(d, stem), d / "eval" / f"{stem}.json"))
     return out
@@ -83,11 +85,10 @@ def _solve_log(run: Path) -> tuple[float | None, float | None]:
     return secs, max(peaks) if peaks else None
 
 
-def job_costs(runs_dir: str | Path, cells: Iterable[Cell], metrics: Iterable[str]) -> list[dict[str, Any]]:
+def job_costs(runs_dir: str | Path, needs: RunMetrics) -> list[dict[str, Any]]:
     """One row per job (JOB_COLUMNS)."""
-    cells = list(cells)
     rows = []
-    for stage, job, bench, source in job_files(runs_dir, cells, metrics):
+    for stage, job, bench, source in job_files(runs_dir, needs):
         run = source.parent if stage == COMPRESS else source.parent.parent
         model, method, setting, seed = run.relative_to(runs_dir).parts
         prov = _provenance(source) if source.is_file() else {}
@@ -164,11 +165,11 @@ def plot_costs(groups: list[dict[str, Any]], out_png: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_costs(runs_dir: str | Path, cells: Iterable[Cell], metrics: Iterable[str], out_dir: str | Path,
-                scale: str, paper: str) -> list[dict[str, Any]]:
+def write_costs(runs_dir: str | Path, needs: RunMetrics, out_dir: str | Path, scale: str,
+                paper: str) -> list[dict[str, Any]]:
     """``cost.csv`` (grouped), ``cost_jobs.csv`` (per job) and ``cost.png`` in ``out_dir``."""
     out_dir = Path(out_dir)
-    jobs = job_costs(runs_dir, cells, metrics)
+    jobs = job_costs(runs_dir, needs)
     groups = group_costs(jobs)
     _write_csv(out_dir / "cost_jobs.csv", jobs, JOB_COLUMNS, scale)
     _write_csv(out_dir / "cost.csv", groups, GROUP_COLUMNS, scale)

@@ -1,6 +1,7 @@
 """Render a manifest figure (perplexity vs sparsity) as PNG and PDF with matplotlib (Agg)."""
 from __future__ import annotations
 
+import csv
 import math
 import textwrap
 from pathlib import Path
@@ -8,7 +9,8 @@ from typing import Mapping
 
 from reprise.io import ReproError, atomic_path
 from reprise.papers.manifest import DENSE, Manifest, sparsity_setting
-from reprise.papers.plan import figure_sparsities, is_smoke, required_metrics, scale_name, seeds, target_models
+from reprise.papers.plan import (figure_sparsities, is_smoke, required_metrics, run_dir, scale_name, seeds,
+                                 target_models)
 from reprise.papers.results import Results, summarise
 from reprise.papers.tables import caption
 
@@ -37,30 +39,59 @@ def figure_series(manifest: Manifest, figure_id: str, scale_cfg: Mapping, result
     return out
 
 
-def render_figure(manifest: Manifest, figure_id: str, scale_cfg: Mapping, results: Results, out_prefix: str | Path) -> list[Path]:
-    """Write ``<out_prefix>.png`` and ``.pdf``: one panel per model, one line per method, dense dashed."""
+def _canvas(manifest: Manifest, figure_id: str, scale_cfg: Mapping, n_panels: int):
+    """Figure with ``n_panels`` axes (up to 4 per row) and room for the caption underneath."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig_spec = manifest.figures[figure_id]
-    if fig_spec.kind != "ppl_vs_sparsity":
-        raise ReproError(f"{manifest.path}: figures.{figure_id}.kind {fig_spec.kind!r} has no renderer; use ppl_vs_sparsity")
-    metric = required_metrics(manifest, figure_id, scale_cfg)[0]
-    data = figure_series(manifest, figure_id, scale_cfg, results)
-    models = list(data)
-    ncols = min(len(models), 4) or 1
-    nrows = max(1, math.ceil(len(models) / ncols))
+    ncols = min(n_panels, 4) or 1
+    nrows = max(1, math.ceil(n_panels / ncols))
     width = max(6.4, 4.2 * ncols)
     text = textwrap.wrap(caption(manifest, figure_id, scale_cfg), int(width * 17))
     text_h = (len(text) * 7 * 1.35 + 10) / 72  # inches for the caption at 7 pt
     height = 3.4 * nrows + 0.7 + text_h
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
-    for ax in axes.flat[len(models):]:
+    for ax in axes.flat[n_panels:]:
         ax.set_visible(False)
-    for ax, model in zip(axes.flat, models):
-        series = data[model]
+    title = f"{manifest.paper} / {figure_id} [{scale_name(scale_cfg)}]"
+    if is_smoke(scale_cfg):
+        title = f"SMOKE (not comparable with papers): {manifest.paper} / {figure_id}"
+    fig.suptitle(title)
+    fig.text(0.01, 0.01, "\n".join(text), fontsize=7, va="bottom")
+    return fig, list(axes.flat[:n_panels]), text_h / height
+
+
+def _save(fig, out_prefix: str | Path, caption_frac: float) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout(rect=(0, caption_frac, 1, 1))
+    out_prefix = Path(out_prefix)
+    paths = []
+    for ext in ("png", "pdf"):
+        target = out_prefix.with_name(f"{out_prefix.name}.{ext}")
+        with atomic_path(target, suffix=f".{ext}") as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
+        paths.append(target)
+    plt.close(fig)
+    return paths
+
+
+def _empty(ax, has_values: bool) -> None:
+    if not has_values:
+        ax.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=ax.transAxes, color="grey")
+    else:
+        ax.legend(fontsize="small")
+    ax.grid(True, alpha=0.3)
+
+
+def _ppl_vs_sparsity(manifest, figure_id, scale_cfg, results, runs_dir, out_prefix) -> list[Path]:
+    fig_spec = manifest.figures[figure_id]
+    metric = required_metrics(manifest, figure_id, scale_cfg)[0]
+    data = figure_series(manifest, figure_id, scale_cfg, results)
+    fig, axes, frac = _canvas(manifest, figure_id, scale_cfg, len(data))
+    for ax, (model, series) in zip(axes, data.items()):
         values = []
         for method in fig_spec.methods:
             pts = series[method]
@@ -76,27 +107,94 @@ def render_figure(manifest: Manifest, figure_id: str, scale_cfg: Mapping, result
         pos = [v for v in values if v > 0]
         if pos and max(pos) / min(pos) > WIDE_RANGE:
             ax.set_yscale("log")
-        if not values:
-            ax.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set_title(model)
         ax.set_xticks(figure_sparsities(manifest, figure_id, scale_cfg))
         ax.set_xlabel("sparsity")
         ax.set_ylabel(metric)
-        ax.grid(True, alpha=0.3)
-        if values:
-            ax.legend(fontsize="small")
-    title = f"{manifest.paper} / {figure_id} [{scale_name(scale_cfg)}]"
-    if is_smoke(scale_cfg):
-        title = f"SMOKE (not comparable with papers): {manifest.paper} / {figure_id}"
-    fig.suptitle(title)
-    fig.text(0.01, 0.01, "\n".join(text), fontsize=7, va="bottom")
-    fig.tight_layout(rect=(0, text_h / height, 1, 1))
-    out_prefix = Path(out_prefix)
-    paths = []
-    for ext in ("png", "pdf"):
-        target = out_prefix.with_name(f"{out_prefix.name}.{ext}")
-        with atomic_path(target, suffix=f".{ext}") as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
-        paths.append(target)
-    plt.close(fig)
-    return paths
+        _empty(ax, bool(values))
+    return _save(fig, out_prefix, frac)
+
+
+def layer_errors(runs_dir: str | Path, model: str, method: str, setting: str, seed: int) -> list[tuple[str, float]]:
+    """(block.layer, squared relative error) of every compressed linear of a run, in solve order.
+
+    Squared, as QuantEase reports it: tr(ΔW Σ ΔWᵀ) / tr(W Σ Wᵀ) = objective / ref_energy."""
+    log = run_dir(runs_dir, model, method, setting, seed) / "solve_log.csv"
+    if not log.is_file():
+        return []
+    with log.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for r in rows:
+        ref = float(r["ref_energy"])
+        out.append((f"{r['block']}.{r['layer']}", float(r["objective"]) / ref if ref > 0 else 0.0))
+    return out
+
+
+def _layer_error(manifest, figure_id, scale_cfg, results, runs_dir, out_prefix) -> list[Path]:
+    fig_spec = manifest.figures[figure_id]
+    models = target_models(manifest, figure_id, scale_cfg)
+    seed = seeds(scale_cfg)[0]
+    fig, axes, frac = _canvas(manifest, figure_id, scale_cfg, len(models))
+    for ax, model in zip(axes, models):
+        plotted = False
+        for row in fig_spec.series:
+            errs = layer_errors(runs_dir, model, row.method, row.setting, seed)
+            if errs:
+                ax.plot(range(len(errs)), [e for _, e in errs], marker=".", ms=3, lw=1, label=row.label)
+                plotted = True
+        if plotted:
+            ax.set_yscale("log")
+        ax.set_title(f"{model} (seed {seed})")
+        ax.set_xlabel("compressed linear (block order)")
+        ax.set_ylabel("squared relative error")
+        _empty(ax, plotted)
+    return _save(fig, out_prefix, frac)
+
+
+def _zeroshot_vs_size(manifest, figure_id, scale_cfg, results, runs_dir, out_prefix) -> list[Path]:
+    fig_spec = manifest.figures[figure_id]
+    metric = required_metrics(manifest, figure_id, scale_cfg)[0]
+    published_metric = f"{fig_spec.task}/{fig_spec.zeroshot_metric}"
+    models = target_models(manifest, figure_id, scale_cfg)
+    s = seeds(scale_cfg)
+    fig, axes, frac = _canvas(manifest, figure_id, scale_cfg, 1)
+    ax = axes[0]
+    xs = list(range(len(models)))
+    plotted = False
+    for row in fig_spec.series:
+        pts = [(x, *summarise(results, m, row.method, row.setting, metric, s)[:2]) for x, m in zip(xs, models)]
+        pts = [p for p in pts if p[1] is not None]
+        if pts:
+            px, py, pe = zip(*pts)
+            line = ax.errorbar(px, py, yerr=[e or 0.0 for e in pe] if any(pe) else None, marker="o", ms=4,
+                               capsize=3, label=row.label)
+            plotted = True
+        else:
+            line = None
+        pub = [(x, p.value) for x, m in zip(xs, models)
+               if (p := manifest.published_for(figure_id, m, row.method, row.setting, published_metric))
+               and p.value is not None]
+        if pub and metric == published_metric:  # published points only beside the same task
+            color = line[0].get_color() if line else None
+            ax.scatter(*zip(*pub), marker="s", facecolors="none", edgecolors=color, s=30,
+                       label=f"{row.label} (published)")
+            plotted = True
+    ax.set_xticks(xs, models, rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel("model (increasing size)")
+    ax.set_ylabel(metric)
+    _empty(ax, plotted)
+    return _save(fig, out_prefix, frac)
+
+
+RENDERERS = {"ppl_vs_sparsity": _ppl_vs_sparsity, "layer_error": _layer_error, "zeroshot_vs_size": _zeroshot_vs_size}
+
+
+def render_figure(manifest: Manifest, figure_id: str, scale_cfg: Mapping, results: Results, out_prefix: str | Path,
+                  runs_dir: str | Path = "runs") -> list[Path]:
+    """Write ``<out_prefix>.png`` and ``.pdf`` for the figure's kind (see RENDERERS)."""
+    kind = manifest.figures[figure_id].kind
+    if kind not in RENDERERS:
+        raise ReproError(f"{manifest.path}: figures.{figure_id}.kind {kind!r} has no renderer; use one of "
+                         f"{', '.join(RENDERERS)}")
+    return RENDERERS[kind](manifest, figure_id, scale_cfg, results, runs_dir, out_prefix)

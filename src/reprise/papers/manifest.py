@@ -71,16 +71,27 @@ class Table:
     notes: tuple[Note, ...] = ()
 
 
+FIGURE_KINDS = ("ppl_vs_sparsity", "layer_error", "zeroshot_vs_size")
+
+
 @dataclass(frozen=True)
 class Figure:
     id: str
     kind: str
     caption: str
-    methods: tuple[str, ...]
-    sparsities: tuple[float, ...]
-    dense_reference: bool = True
+    methods: tuple[str, ...] = ()  # ppl_vs_sparsity: one line per method over `sparsities`
+    sparsities: tuple[float, ...] = ()
+    dense_reference: bool = True  # ppl_vs_sparsity: the dense model as a dashed line
     models: tuple[str, ...] | None = None
     notes: tuple[Note, ...] = ()
+    series: tuple[Row, ...] = ()  # layer_error, zeroshot_vs_size: the runs plotted
+    task: str | None = None  # zeroshot_vs_size: the lm-eval task
+    zeroshot_metric: str = "acc"
+
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        """The plotted runs, as table rows (published points of a zero-shot figure name them)."""
+        return self.series
 
 
 @dataclass(frozen=True)
@@ -144,6 +155,10 @@ class Manifest:
     def __post_init__(self) -> None:
         index = {(p.table, p.model, p.method, p.setting, p.metric): p for p in self.published}
         object.__setattr__(self, "_published_index", MappingProxyType(index))
+
+    def scored(self) -> dict[str, Table | Figure]:
+        """Targets whose cells get verdicts: every table, and every zero-shot figure."""
+        return {**self.tables, **{fid: f for fid, f in self.figures.items() if f.kind == "zeroshot_vs_size"}}
 
     def published_for(self, table: str, model: str, method: str, setting: str, metric: str) -> Published | None:
         return self._published_index.get((table, model, method, setting, metric))
@@ -267,8 +282,8 @@ def _build_settings(path: Path, data: dict, figures: dict) -> dict[tuple[str, st
     if dense:
         raise _fail(path, "settings.dense.dense", "the dense model takes no config", "make it an empty mapping {}")
     for fid, fig in figures.items():
-        for method in fig["methods"]:
-            for s in fig["sparsities"]:
+        for method in fig.get("methods", ()):
+            for s in fig.get("sparsities", ()):
                 name = sparsity_setting(s)
                 cfg = settings.get((method, name))
                 if cfg is None:
@@ -284,14 +299,16 @@ def _check_refs(path: Path, m: dict, settings, tables: dict) -> None:
     ids = set(m.get("tables", {})) & set(m.get("figures", {}))
     if ids:
         raise _fail(path, f"figures.{sorted(ids)[0]}", "a table and a figure share this id", "rename one of them")
-    for tid, t in m.get("tables", {}).items():
+    row_lists = [(f"tables.{tid}.rows", t["rows"]) for tid, t in m.get("tables", {}).items()]
+    row_lists += [(f"figures.{fid}.series", f["series"]) for fid, f in (m.get("figures") or {}).items() if "series" in f]
+    for where, rows in row_lists:
         seen = set()
-        for i, r in enumerate(t["rows"]):
+        for i, r in enumerate(rows):
             if (r["method"], r["setting"]) not in settings:
-                raise _fail(path, f"tables.{tid}.rows[{i}].setting", f"unknown setting {r['method']}/{r['setting']}",
+                raise _fail(path, f"{where}[{i}].setting", f"unknown setting {r['method']}/{r['setting']}",
                             f"declare it under settings.{r['method']}.{r['setting']} or fix the row")
             if (r["method"], r["setting"]) in seen:
-                raise _fail(path, f"tables.{tid}.rows[{i}]", f"row {r['method']}/{r['setting']} appears twice", "remove the duplicate")
+                raise _fail(path, f"{where}[{i}]", f"row {r['method']}/{r['setting']} appears twice", "remove the duplicate")
             seen.add((r["method"], r["setting"]))
     sources = m["sources"]
     for i, g in enumerate(m.get("published", [])):
@@ -299,7 +316,8 @@ def _check_refs(path: Path, m: dict, settings, tables: dict) -> None:
         if g["source"] not in sources:
             raise _fail(path, f"{base}.source", f"unknown source {g['source']!r}", f"add it under sources: or use one of {sorted(sources)}")
         if g["table"] not in tables:
-            raise _fail(path, f"{base}.table", f"unknown table {g['table']!r}", f"use one of {sorted(tables)}")
+            raise _fail(path, f"{base}.table", f"unknown table {g['table']!r}",
+                        f"use one of {sorted(tables)} (a table, or a zeroshot_vs_size figure)")
         rows = {r.key for r in tables[g["table"]].rows}
         for model, vals in (g.get("values") or {}).items():
             for key, v in vals.items():
@@ -357,21 +375,26 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
         )
         for tid, t in (m.get("tables") or {}).items()
     }
-    _check_refs(path, m, settings, tables)
     figures = {
         fid: Figure(
-            id=fid, kind=f["kind"], caption=f["caption"], methods=tuple(f["methods"]),
-            sparsities=tuple(sorted(float(s) for s in f["sparsities"])), dense_reference=f.get("dense_reference", True),
+            id=fid, kind=f["kind"], caption=f["caption"], methods=tuple(f.get("methods", ())),
+            sparsities=tuple(sorted(float(s) for s in f.get("sparsities", ()))),
+            dense_reference=f.get("dense_reference", True),
             models=tuple(f["models"]) if "models" in f else None, notes=_notes(f.get("notes")),
+            series=tuple(Row(r["method"], r["setting"], r["label"], r.get("skip")) for r in f.get("series", ())),
+            task=f.get("task"), zeroshot_metric=f.get("zeroshot_metric", "acc"),
         )
         for fid, f in figures_raw.items()
     }
+    # published values may name a table or a zero-shot figure (its points get verdicts too)
+    scored = {**tables, **{fid: f for fid, f in figures.items() if f.kind == "zeroshot_vs_size"}}
+    _check_refs(path, m, settings, scored)
     return Manifest(
         path=path, paper=m["paper"], title=m["title"], version=m["version"], description=m.get("description"),
         sources=MappingProxyType(sources), protocol=MappingProxyType(dict(m.get("protocol") or {})),
         notes=_notes(m.get("notes")), seed_independent=frozenset({DENSE, *m.get("seed_independent", ())}),
         settings=MappingProxyType(settings), tables=MappingProxyType(tables), figures=MappingProxyType(figures),
-        published=_expand_published(path, m, sources, tables),
+        published=_expand_published(path, m, sources, scored),
     )
 
 

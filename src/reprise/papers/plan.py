@@ -120,10 +120,29 @@ def _target(manifest: Manifest, target: str) -> Table | Figure:
 
 
 def target_models(manifest: Manifest, target: str, scale_cfg: Mapping) -> list[str]:
-    """Models of ``target`` at this scale: the scale's models, filtered by the target's own list."""
+    """Models of ``target`` at this scale: the scale's models, filtered by the target's own list.
+
+    When none of the target's models runs at this scale (smoke runs one small model), the scale's
+    models stand in, so every target still builds; ``stand_in_models`` says so for the caption."""
     spec = _target(manifest, target)
     models = scale_models(manifest, scale_cfg)
-    return models if spec.models is None else [m for m in models if m in spec.models]
+    if spec.models is None:
+        return models
+    return [m for m in models if m in spec.models] or models
+
+
+def stand_in_models(manifest: Manifest, target: str, scale_cfg: Mapping) -> bool:
+    """True when the scale's models stand in for a target whose own models do not run at this scale."""
+    spec = _target(manifest, target)
+    return spec.models is not None and not set(spec.models) & set(scale_models(manifest, scale_cfg))
+
+
+def figure_task(manifest: Manifest, figure: str, scale_cfg: Mapping) -> str:
+    """The zero-shot task a figure is evaluated on at this scale: its own, or the scale's stand-in
+    (``papers.<paper>.tasks: {<task>: <stand-in>}``)."""
+    fig = manifest.figures[figure]
+    subs = _get(scale_cfg, f"papers.{manifest.paper}.tasks", None) or {}
+    return subs.get(fig.task, fig.task)
 
 
 def figure_sparsities(manifest: Manifest, figure: str, scale_cfg: Mapping) -> list[float]:
@@ -148,6 +167,10 @@ def required_metrics(manifest: Manifest, target: str, scale_cfg: Mapping) -> lis
     """Metric names the target reads at this scale (runtime is not an eval metric)."""
     spec = _target(manifest, target)
     if isinstance(spec, Figure):
+        if spec.kind == "layer_error":
+            return []  # read from solve_log.csv
+        if spec.kind == "zeroshot_vs_size":
+            return [f"{figure_task(manifest, target, scale_cfg)}/{spec.zeroshot_metric}"]
         ppl = perplexity_metrics(scale_cfg)
         if not ppl:
             raise ReproError(f"scale config: eval.testsets is empty, but figure {target} plots perplexity")
@@ -161,7 +184,7 @@ def required_metrics(manifest: Manifest, target: str, scale_cfg: Mapping) -> lis
 def target_rows(manifest: Manifest, target: str, scale_cfg: Mapping) -> list[tuple[str, str]]:
     """(method, setting) pairs the target regenerates at this scale (skipped rows excluded)."""
     spec = _target(manifest, target)
-    if isinstance(spec, Table):
+    if isinstance(spec, Table) or spec.series:
         return [(r.method, r.setting) for r in spec.rows if r.skip is None]
     pairs = [(DENSE, DENSE)] if spec.dense_reference else []
     for method in spec.methods:
@@ -183,6 +206,17 @@ def plan(manifest: Manifest, scale_cfg: Mapping, target: str | None = None) -> l
                 for seed in seeds_for(manifest, method, scale_cfg):
                     out[Cell(manifest.paper, t, model, method, setting, seed)] = None
     return list(out)
+
+
+def run_metrics(manifest: Manifest, scale_cfg: Mapping) -> dict[tuple[str, str, str, int], list[str]]:
+    """Each run the paper needs, with the metrics its targets read from it (a run in a perplexity
+    table and a zero-shot figure needs both; one only in the runtime table needs none)."""
+    out: dict[tuple[str, str, str, int], set[str]] = {}
+    for t in targets(manifest):
+        metrics = required_metrics(manifest, t, scale_cfg)
+        for cell in plan(manifest, scale_cfg, t):
+            out.setdefault(cell.run, set()).update(metrics)
+    return {run: sorted(m) for run, m in out.items()}
 
 
 def unique_runs(cells: Iterable[Cell]) -> list[tuple[str, str, str, int]]:

@@ -8,7 +8,7 @@ from typing import Mapping
 from reprise.papers.cost import read_cost_summary, write_costs
 from reprise.papers.figures import render_figure
 from reprise.papers.manifest import load_manifest
-from reprise.papers.plan import plan, required_metrics, scale_name, targets
+from reprise.papers.plan import plan, required_metrics, run_metrics, scale_name, targets
 from reprise.papers.report import render_report
 from reprise.papers.results import load_results
 from reprise.papers.tables import render_table
@@ -21,7 +21,7 @@ def render_target(manifest_path: str | Path, target: str, scale_cfg: Mapping, ru
     results = load_results(runs_dir, cells, required_metrics(manifest, target, scale_cfg), runtime=True)
     if target in manifest.tables:
         return render_table(manifest, target, scale_cfg, results, out_prefix)
-    return render_figure(manifest, target, scale_cfg, results, out_prefix)
+    return render_figure(manifest, target, scale_cfg, results, out_prefix, runs_dir)
 
 
 def _paper_metrics(manifest, scale_cfg: Mapping) -> list[str]:
@@ -41,8 +41,7 @@ def render_paper_cost(manifest_path: str | Path, scale_cfg: Mapping, runs_dir: s
                       out_dir: str | Path) -> list[dict]:
     """``cost.csv``, ``cost_jobs.csv`` and ``cost.png`` of every job the paper's targets need."""
     manifest = load_manifest(manifest_path)
-    return write_costs(runs_dir, plan(manifest, scale_cfg), _paper_metrics(manifest, scale_cfg), out_dir,
-                       scale_name(scale_cfg), manifest.paper)
+    return write_costs(runs_dir, run_metrics(manifest, scale_cfg), out_dir, scale_name(scale_cfg), manifest.paper)
 
 
 def overlap_findings(runs_dir: str | Path, cells) -> list[str]:

@@ -68,7 +68,7 @@ def report_cells(manifest: Manifest, scale_cfg: Mapping, results: Results) -> li
     smoke = is_smoke(scale_cfg)
     s = seeds(scale_cfg)
     cells = []
-    for tid, table in manifest.tables.items():
+    for tid, table in manifest.scored().items():
         required = required_metrics(manifest, tid, scale_cfg)
         for model in target_models(manifest, tid, scale_cfg):
             for row in table.rows:
@@ -146,17 +146,19 @@ def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_
         lines += ["", "## Notes and caveats", ""] + [f"- {t}" for t in notes]
     if data_findings:
         lines += ["", "## Measured data findings", ""] + [f"- {t}" for t in data_findings]
-    for tid, table in manifest.tables.items():
-        lines += ["", f"## Table `{tid}`", "", caption(manifest, tid, scale_cfg), ""]
+    for tid, table in manifest.scored().items():
+        kind = "Table" if tid in manifest.tables else "Figure"
+        lines += ["", f"## {kind} `{tid}`", "", caption(manifest, tid, scale_cfg), ""]
         lines += [f"- {n.text}" for n in table.notes if n.applies(scale)]
         lines += ["", "| model | row | metric | published | source | tolerance | ours | rel. diff | verdict | note |",
                   "|---|---|---|---:|---|---|---:|---:|---|---|"]
         lines += [_cell_line(c) for c in cells if c.table == tid]
     if cost:
         lines += _cost_lines(cost)
-    if manifest.figures:
+    if set(manifest.figures) - set(manifest.scored()):
         lines += ["", "## Figures (regenerated, not compared)", ""]
-        lines += [f"- `{fid}`: {caption(manifest, fid, scale_cfg)}" for fid in manifest.figures]
+        lines += [f"- `{fid}`: {caption(manifest, fid, scale_cfg)}" for fid in manifest.figures
+                  if fid not in manifest.scored()]
     lines += ["", "## Sources", ""]
     for src in manifest.sources.values():
         extra = "".join(f" {x}." for x in (src.version and f"Version: {src.version}", src.url and f"<{src.url}>") if x)

@@ -7,8 +7,8 @@ from typing import Mapping
 
 from reprise.io import atomic_path
 from reprise.papers.manifest import Manifest
-from reprise.papers.plan import (blocks, is_smoke, perplexity_metrics, required_metrics, scale_name, seeds,
-                                 target_models)
+from reprise.papers.plan import (blocks, figure_task, is_smoke, perplexity_metrics, required_metrics, scale_name,
+                                 scale_models, seeds, stand_in_models, target_models)
 from reprise.papers.results import RUNTIME, Results, summarise
 
 SMOKE_LABEL = "SMOKE: substitute model and corpora; not comparable with published values"
@@ -42,6 +42,13 @@ def caption(manifest: Manifest, target: str, scale_cfg: Mapping) -> str:
     protocol = manifest.protocol.get(scale)
     parts.append(f"Protocol: {protocol.rstrip('. ')}." if protocol else
                  f"Perplexity on {sets}, non-overlapping windows of {seqlen} tokens.")
+    if stand_in_models(manifest, target, scale_cfg):
+        parts.append(f"The paper's models ({', '.join(spec.models)}) do not run at this scale; "
+                     f"{', '.join(scale_models(manifest, scale_cfg))} stands in.")
+    task = getattr(spec, "task", None)
+    if task:
+        used = figure_task(manifest, target, scale_cfg)
+        parts.append(f"Zero-shot task: {used}" + (f", standing in for {task}." if used != task else "."))
     b = blocks(manifest, scale_cfg)
     if b is not None:
         start, stop = (list(b) + [None, None])[:2] if isinstance(b, (list, tuple)) else (None, None)
