@@ -17,12 +17,16 @@ from reprise.llm.methods.base import (
 from reprise.llm.methods.registry import REGISTRY, Method, get_method, register, solve
 
 # built-in methods register themselves on import
-from reprise.llm.methods import identity, rtn, gptq, magnitude, wanda, sparsegpt  # noqa: E402,F401,I001
+from reprise.llm.methods import identity, rtn, gptq, magnitude, wanda, sparsegpt, quantease, quantease_outlier, awq  # noqa: E402,F401,I001
+from reprise.llm.methods.awq import AwqConfig
 from reprise.llm.methods.gptq import GptqConfig
+from reprise.llm.methods.quantease import QuantEaseConfig
+from reprise.llm.methods.quantease_outlier import QuantEaseOutlierConfig
 from reprise.llm.methods.sparsegpt import SparseGptConfig
 
 __all__ = [
-    "REGISTRY", "Method", "MethodConfig", "NoConfig", "QuantConfig", "PruneConfig", "GptqConfig",
+    "REGISTRY", "Method", "MethodConfig", "NoConfig", "QuantConfig", "PruneConfig", "AwqConfig", "GptqConfig",
+    "QuantEaseConfig", "QuantEaseOutlierConfig",
     "SparseGptConfig", "SolveResult", "check_inputs", "get_method", "layer_objective", "parse_nm",
     "register", "solve",
 ]
