@@ -142,3 +142,32 @@ def test_reload_through_load_compressed(tmp_path):
     assert info["method"] == "wanda" and info["config"]["sparsity"] == 0.5
     zero = [(m.weight == 0).float().mean().item() for n, m in model.named_modules() if n.endswith("proj")]
     assert min(zero) >= 0.5
+
+
+def test_outlier_masks_are_saved_bit_packed_and_reload(tmp_path):
+    """quantease-outlier through the driver: the outlier positions of every linear are saved
+    one bit per weight, hold the budget exactly, and the rest of each weight is on its grid."""
+    from reprise.llm.methods.quant_grid import decode, encode
+
+    model = tiny_model("llama")
+    res = compress_model(model, token_batch(8, 32), "quantease-outlier", {"bits": 3, "outlier": 0.05, "iters": 4},
+                         DriverConfig(device="cpu"), progress=False)
+    save_compressed(model, None, tmp_path / "ckpt", {"method": "quantease-outlier"}, res.extras)
+    outliers = load_masks(tmp_path / "ckpt", "outlier_mask")
+    assert load_masks(tmp_path / "ckpt") == {}  # no keep-mask: quantization prunes nothing
+    assert len(outliers) == len(res.rows)
+    quant = load_file(str(tmp_path / "ckpt" / "compression.safetensors"))
+    weights = {n: m.weight.data for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    for key, mask in outliers.items():
+        assert int(mask.sum()) == round(0.05 * mask.numel())
+        block, layer = key.split(".", 1)
+        w = weights[f"model.layers.{block}.{layer}"]
+        record = {f: quant[f"{key}.{f}"] for f in ("scales", "zeros", "g_idx", "bits")}
+        on_grid = torch.isclose(decode(record, encode(record, w)), w, atol=1e-6)
+        assert bool(on_grid[~mask].all())
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt").eval()
+    ids = token_batch(2, 16, seed=3)
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, reloaded(input_ids=ids).logits)

@@ -51,9 +51,10 @@ def _peak_mem_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def pack_mask(mask: torch.Tensor) -> dict[str, torch.Tensor]:
+def pack_mask(mask: torch.Tensor, name: str = "mask") -> dict[str, torch.Tensor]:
+    """``{name: packed bits, name_shape: shape}``: a boolean tensor at one bit per entry."""
     bits = np.packbits(mask.detach().to("cpu", torch.bool).numpy().reshape(-1))
-    return {"mask": torch.from_numpy(bits), "mask_shape": torch.tensor(list(mask.shape), dtype=torch.int64)}
+    return {name: torch.from_numpy(bits), f"{name}_shape": torch.tensor(list(mask.shape), dtype=torch.int64)}
 
 
 def unpack_mask(packed: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
@@ -62,9 +63,14 @@ def unpack_mask(packed: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
 
 
 def _result_extras(prefix: str, res: Any) -> dict[str, torch.Tensor]:
+    """What a layer's solve adds to compression.safetensors: its keep-mask and any other boolean
+    tensor of ``extras`` (e.g. QuantEase's ``outlier_mask``) bit-packed, and the quantization record."""
     out: dict[str, torch.Tensor] = {}
     if getattr(res, "mask", None) is not None:
         out.update({f"{prefix}.{k}": v for k, v in pack_mask(res.mask).items()})
+    for name, v in (getattr(res, "extras", None) or {}).items():
+        if isinstance(v, torch.Tensor) and v.dtype == torch.bool:
+            out.update({f"{prefix}.{k}": t for k, t in pack_mask(v, name).items()})
     for k, v in (getattr(res, "quant", None) or {}).items():
         if isinstance(v, torch.Tensor):
             out[f"{prefix}.{k}"] = v.detach().to("cpu").contiguous()

@@ -41,8 +41,9 @@ def load_compressed(model_dir: str | os.PathLike, dtype: str = "float32"):
     return model, tokenizer, (read_json(info_file) if info_file.is_file() else {})
 
 
-def load_masks(model_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Boolean keep-masks by ``<block>.<layer>`` (empty for methods that keep every weight)."""
+def load_masks(model_dir: str | os.PathLike, name: str = "mask") -> dict[str, torch.Tensor]:
+    """Boolean masks by ``<block>.<layer>``: the keep-masks (``name="mask"``; empty for methods
+    that keep every weight) or another packed mask such as ``"outlier_mask"``."""
     from reprise.llm.driver import unpack_mask
 
     f = Path(model_dir) / "compression.safetensors"
@@ -51,10 +52,10 @@ def load_masks(model_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
     tensors = load_file(str(f))
     masks = {}
     for key, packed in tensors.items():
-        if key.endswith(".mask"):
-            prefix = key[: -len(".mask")]
-            shape = tensors.get(prefix + ".mask_shape")
+        if key.endswith(f".{name}"):
+            prefix = key[: -len(f".{name}")]
+            shape = tensors.get(f"{prefix}.{name}_shape")
             if shape is None:
-                raise ReproError(f"{f}: {key} has no {prefix}.mask_shape")
+                raise ReproError(f"{f}: {key} has no {prefix}.{name}_shape")
             masks[prefix] = unpack_mask(packed, shape)
     return masks
