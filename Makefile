@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install reproduce test test-fast bench dryrun lock clean
+.PHONY: install reproduce test test-slurm test-fast bench dryrun lock clean
 
 $(BIN)/.installed: pyproject.toml requirements/lock.txt requirements/assets.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ reproduce: install
 
 test: install
 	$(BIN)/python -m pytest -rs tests
+
+# The live SLURM tests: as root, install slurm-wlm + munge when missing, start a single-node cluster of
+# their own (tests/slurm/cluster.py), run a smoke slice locally and through workflow/profiles/slurm,
+# and stop it again. -rA prints the SLURM job ids and states.
+test-slurm: install
+	REPRISE_LIVE_SLURM=1 $(BIN)/python -m pytest -rA tests/slurm
 
 test-fast: install
 	$(BIN)/python -m pytest -rs -m "not slow and not workflow" tests
