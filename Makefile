@@ -27,8 +27,9 @@ reproduce: install
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html all
 	@echo "tables, figures and report.md: results/papers/*/ ; HTML report: results/report.html"
 
+# Everything but the live SLURM tests, which start daemons as root: `make test-slurm` runs those.
 test: install
-	$(BIN)/python -m pytest -rs tests
+	$(BIN)/python -m pytest -rs tests --ignore=tests/slurm
 
 # The live SLURM tests: as root, install slurm-wlm + munge when missing, start a single-node cluster of
 # their own (tests/slurm/cluster.py), run a smoke slice locally and through workflow/profiles/slurm,
@@ -37,11 +38,11 @@ test-slurm: install
 	REPRISE_LIVE_SLURM=1 $(BIN)/python -m pytest -rA tests/slurm
 
 test-fast: install
-	$(BIN)/python -m pytest -rs -m "not slow and not workflow" tests
+	$(BIN)/python -m pytest -rs -m "not slow and not workflow" tests --ignore=tests/slurm
 
 # Benchmarks stay out of `all` and of CI.
 bench: install
-	$(BIN)/snakemake --cores 1 -s benchmarks/Snakefile bench_layer_solvers
+	$(BIN)/snakemake --cores 1 -s benchmarks/Snakefile bench_layer_solvers bench_quantease
 
 # Plan the full and mini grids without running or downloading anything.
 dryrun: install

@@ -27,7 +27,8 @@ TINY_CONFIG = {
     "calibration": {"dataset": "enwiki-gensim", "split": "train", "protocol": "contiguous", "n": 4, "seqlen": 64},
     "eval": {"seqlen": 64, "max_windows": 2, "testsets": ["enwiki-gensim"], "zeroshot_tasks": [], "batch_size": 1,
              "zeroshot_limit": 8, "zeroshot_batch_size": 8},
-    "papers": {"baselines": {"models": ["tiny-llama"], "sparsities": [0.5, 0.8]}},
+    "papers": {"baselines": {"models": ["tiny-llama"], "sparsities": [0.5, 0.8]},
+               "quantease": {"models": ["tiny-llama"], "tasks": {"lambada_openai": "enwiki-cloze"}}},
     "driver": {"device": "cpu", "blocks": None, "batch_size": 4},
 }
 
@@ -65,6 +66,20 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
     assert rows and all(float(r[metric]) > 1 for r in rows if r.get(metric))
     report = (results / "report.md").read_text()
     assert "smoke" in report.lower()
+    qe = work / "results" / "papers" / "quantease"
+    for name in ("readme", "ppl_opt", "ppl_bloom", "ppl_falcon", "outliers", "runtime"):
+        assert (qe / f"{name}.csv").is_file() and (qe / f"{name}.tex").is_file(), name
+    for name in ("lambada_opt", "lambada_bloom", "layer_error"):
+        assert (qe / f"{name}.png").stat().st_size > 1000, name
+    with open(qe / "runtime.csv", newline="") as fh:
+        assert all(float(r["solve_seconds"]) > 0 for r in csv.DictReader(fh))
+    with open(qe / "outliers.csv", newline="") as fh:
+        spqr = [r for r in csv.DictReader(fh) if r["method"] == "spqr"]
+    assert spqr and spqr[0][metric] == ""  # shown, not regenerated
+    qe_report = (qe / "report.md").read_text()
+    assert "not regenerated" in qe_report and "## Figure `lambada_opt`" in qe_report
+    lam = json.loads((work / "runs/tiny-llama/quantease/w3/s0/eval/zeroshot-enwiki-cloze.json").read_text())
+    assert 0 <= lam["metrics"]["enwiki-cloze/acc"] <= 1
     # every solve left its per-layer log and provenance; checkpoints were temporary at this scale
     logs = list((work / "runs" / "tiny-llama").glob("*/*/s0/solve_log.csv"))
     assert len(logs) >= 10
@@ -73,13 +88,15 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
     # cost accounting: one row per job from its benchmark file and provenance, grouped per method
     with open(results / "cost_jobs.csv", newline="") as fh:
         jobs = list(csv.DictReader(fh))
-    assert sum(j["stage"] == "compress" for j in jobs) == len(logs)
-    assert sum(j["stage"] == "perplexity" for j in jobs) == len(logs) + 1  # and the dense model
+    own = [log for log in logs if log.parts[-4] in {"rtn", "gptq", "magnitude", "wanda", "sparsegpt"}]
+    assert {(j["method"], j["setting"]) for j in jobs if j["stage"] == "compress"} == \
+        {(log.parts[-4], log.parts[-3]) for log in own}
+    assert sum(j["stage"] == "perplexity" for j in jobs) == len(own) + 1  # and the dense model
     assert all(float(j["wall_s"]) > 0 and float(j["peak_rss_mb"]) > 100 and j["device"] == "cpu" for j in jobs)
     assert all(float(j["solve_s"]) > 0 for j in jobs if j["stage"] == "compress")
     with open(results / "cost.csv", newline="") as fh:
         groups = {(g["stage"], g["model"], g["method"]): g for g in csv.DictReader(fh)}
-    assert int(groups[("compress", "all", "all")]["jobs"]) == len(logs)
+    assert int(groups[("compress", "all", "all")]["jobs"]) == len(own)
     assert float(groups[("compress", "all", "all")]["wall_s"]) == pytest.approx(
         sum(float(j["wall_s"]) for j in jobs if j["stage"] == "compress"), rel=1e-6)
     assert (results / "cost.png").stat().st_size > 1000
@@ -88,20 +105,28 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # changing one method's config reruns that method's solve and what depends on it, nothing else
-    manifest = work / "config" / "papers" / "baselines.yaml"
-    text = manifest.read_text()
-    assert "w3: {bits: 3, group_size: -1, act_order: false}" in text
-    manifest.write_text(text.replace("w3: {bits: 3, group_size: -1, act_order: false}",
-                                     "w3: {bits: 3, group_size: -1, act_order: true}"))
+    # changing one method's config reruns that method's solve and what depends on it, nothing else.
+    # gptq/w3 is one run shared by both papers: an edit of one manifest alone is refused, by name
+    old, new = "w3: {bits: 3, group_size: -1, act_order: false}", "w3: {bits: 3, group_size: -1, act_order: true}"
+    manifests = [work / "config" / "papers" / f"{p}.yaml" for p in ("baselines", "quantease")]
+    texts = [m.read_text() for m in manifests]
+    assert all(t.count(old) == 1 for t in texts)
+    manifests[0].write_text(texts[0].replace(old, new))
+    one_sided = _snakemake(work, "-n", "all")
+    assert one_sided.returncode != 0
+    assert "setting gptq/w3 differs between" in one_sided.stdout + one_sided.stderr
+    manifests[1].write_text(texts[1].replace(old, new))
     changed = _snakemake(work, "-n", "all")
     assert changed.returncode == 0, changed.stderr[-2000:]
     out = changed.stdout + changed.stderr
     solves = {m for m in re.findall(r"rule compress:\n(?:.*\n)*?\s+wildcards: model=tiny-llama, method=(\w+), "
                                       r"setting=([\w.-]+)", out)}
     assert solves == {("gptq", "w3")}, solves
-    assert "baselines_quant" in out and "baselines_prune" not in out.split("Job stats")[-1]
-    manifest.write_text(text)  # back to the config the outputs were made with
+    stats = out.split("Job stats")[-1]
+    assert "baselines_quant" in stats and "quantease_ppl_opt" in stats and "quantease_layer_error" in stats
+    assert "baselines_prune" not in stats and "quantease_readme" not in stats  # no gptq row there
+    for m, t in zip(manifests, texts):
+        m.write_text(t)  # back to the config the outputs were made with
 
     # zero-shot through the DAG: the generated cloze task, then lm-eval's HFLM on a compressed run
     target = "runs/tiny-llama/wanda/sp50/s0/eval/zeroshot-enwiki-cloze.json"
