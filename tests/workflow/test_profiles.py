@@ -84,3 +84,11 @@ def test_slurm_profile_plans_the_full_grid_offline():
     _, ev = _job_resources(out, "perplexity", "model=opt-13b, method=gptq, setting=w4, seed=0, testset=wikitext2, "
                                               "seqlen=2048")
     assert ev["gpu"] == "1" and int(ev["mem_mb"]) > 0 and int(ev["runtime"]) > 0
+    # the QuantEase grid plans with the same requests: its sweeps ask for more time than GPTQ
+    _, qe = _job_resources(out, "compress", "model=opt-13b, method=quantease, setting=w3, seed=0")
+    _, qe_big = _job_resources(out, "compress", "model=falcon-40b, method=quantease-outlier, setting=w3-s1, seed=0")
+    assert int(qe["runtime"]) > int(big["runtime"]) and qe["gpu"] == "1"
+    assert int(qe_big["mem_mb"]) > int(qe["mem_mb"]) and int(qe_big["runtime"]) > int(qe["runtime"])
+    _, lam = _job_resources(out, "zeroshot", "model=bloom-7b1, method=quantease, setting=w4, seed=0, "
+                                              "task=lambada_openai")
+    assert lam["gpu"] == "1"

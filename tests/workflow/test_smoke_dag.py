@@ -149,6 +149,8 @@ def test_dry_run_of_larger_scales_builds_offline(scale):
     if scale == "full":
         for model in ("opt-125m", "opt-13b", "llama-2-7b"):
             assert f"runs/{model}/gptq/w4/s0" in out
+    # smoke's offline stand-in task does not leak into a larger scale through the config merge
+    assert "task=lambada_openai" in out and "task=enwiki-cloze" not in out
     # `reprise plan` counts the jobs this DAG holds
     from reprise.cli import _load_config, plan_totals
 
