@@ -118,8 +118,14 @@ def group_costs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((j["stage"], j["model"], j["method"]), []).append(j)
     for stage in dict.fromkeys(j["stage"] for j in jobs):
         groups[(stage, "all", "all")] = [j for j in jobs if j["stage"] == stage]
+    stages = {COMPRESS: 0, "perplexity": 1, "zeroshot": 2}
+
+    def order(key: tuple[str, str, str]) -> tuple:  # stage by stage, its `all` row last
+        stage, model, method = key
+        return (stages.get(stage, 9), stage, model == "all", model, method)
+
     out = []
-    for (stage, model, method), js in groups.items():
+    for (stage, model, method), js in sorted(groups.items(), key=lambda kv: order(kv[0])):
         out.append({
             "stage": stage, "model": model, "method": method, "jobs": len(js),
             "wall_s": round(sum(j["wall_s"] or 0 for j in js), 2), "wall_s_max": _max(j["wall_s"] for j in js),
