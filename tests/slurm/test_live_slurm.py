@@ -324,3 +324,49 @@ def test_failing_job_is_reported_failed(cluster, slurm):
     assert not (slurm.work / target).exists()
     note(f"failing run: SLURM job {job} FAILED, snakemake rc {bad.rc}\n{_job_table(cluster, subs)}")
     (slurm.work.parent / "live-slurm.log").write_text("\n".join(_NOTES) + "\n")
+
+
+# A solve long enough to outlive a 1-minute SLURM time limit (slurmctld enforces limits every ~30 s,
+# so the kill comes 60-90 s after the start): GPTQ 3-bit over all 30 blocks with 128 x 256
+# calibration tokens, about 6 s a block on one thread here (13 blocks were done at the kill).
+LONG = {"calibration": {"n": 128, "seqlen": 256}, "driver": {"blocks": [0, 30]}}
+TIMEOUT_RUN = ("gptq", "w3")
+TIMEOUT_LIMIT, RESUME_LIMIT = 240, 420
+
+
+def test_time_limit_kill_leaves_nothing_finished_and_the_rerun_resumes(cluster, slurm):
+    """SLURM's own time limit (SIGTERM, then SIGKILL after KillWait) stops a solve mid-way: the job is
+    TIMEOUT, the run leaves no solve log or provenance, the finished blocks stay in the resume state,
+    and a rerun with the rules' own time request resumes exactly from them."""
+    work = slurm.work
+    (work / "long.yaml").write_text(yaml.safe_dump(LONG))
+    method, setting = TIMEOUT_RUN
+    run = work / run_dir(method, setting)
+    state_file = work / "runs" / ".resume" / MODEL / method / setting / "s0" / "state.json"
+    target = f"{run_dir(method, setting)}/eval/{METRIC}.json"
+    killed = _snakemake(work, target, *SLURM_ARGS, "--retries", "0", "--set-resources", "compress:runtime=1",
+                        "--configfile", "slice.yaml", "long.yaml", env=cluster.env, limit=TIMEOUT_LIMIT,
+                        name="slurm-timeout")
+    assert killed.rc != 0, killed.out[-3000:]
+    subs = [s for s in _submissions(killed.out) if s["rule"] == "compress"]
+    assert len(subs) == 1, subs
+    job = subs[0]["id"]
+    assert f"SLURM-job '{job}' failed, SLURM status is: 'TIMEOUT'" in killed.out, killed.out[-3000:]
+    assert {j["id"]: j["state"] for j in cluster.jobs()}[job] == "TIMEOUT"
+    assert not (run / "solve_log.csv").exists() and not (run / "provenance.json").exists()
+    if run.exists():  # no temporary leftovers of interrupted writes either
+        assert not list(run.glob("**/.*")), list(run.glob("**/.*"))
+    finished = json.loads(state_file.read_text())["finished"]
+    assert 1 <= len(finished) < LONG["driver"]["blocks"][1], finished
+    log = (work / "logs" / "compress" / MODEL / method / setting / "s0.log").read_text()
+    assert "received signal 15" in log, log[-2000:]  # the clean SIGTERM exit, before KillWait's SIGKILL
+    note(f"time limit: SLURM job {job} TIMEOUT after blocks {finished}\n{_job_table(cluster, subs)}")
+
+    again = _snakemake(work, target, *SLURM_ARGS, "--retries", "0", "--configfile", "slice.yaml", "long.yaml",
+                       env=cluster.env, limit=RESUME_LIMIT, name="slurm-resume")
+    assert again.rc == 0, again.out[-3000:]
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["resumed_blocks"] == finished, (prov["resumed_blocks"], finished)
+    assert prov["slurm"]["job_id"] != job and not state_file.parent.exists()
+    note(f"rerun: resumed blocks {prov['resumed_blocks']} in SLURM job {prov['slurm']['job_id']}")
+    (work.parent / "live-slurm.log").write_text("\n".join(_NOTES) + "\n")
