@@ -10,22 +10,12 @@ its kind, run in the same process on the same Gram: RTN (same bits) for quantize
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from reprise.llm.data import load_tokens  # noqa: E402
-from reprise.llm.driver import DriverConfig, collect_layer_grams  # noqa: E402
-from reprise.llm.methods import solve  # noqa: E402
-from reprise.llm.models import load_local  # noqa: E402
-from reprise.provenance import device_info, provenance  # noqa: E402
-from reprise.io import atomic_path, write_json  # noqa: E402
+from _bench import layer_grams, timed_solve, write_outputs
 
 # (label, method, config, reference label)
 CASES = [
@@ -43,20 +33,12 @@ CASES = [
 
 
 def run(model_dir: str, calib: str, blocks: list[int], repeats: int = 3) -> pd.DataFrame:
-    model, _ = load_local(model_dir)
-    ids, _ = load_tokens(calib)
-    layers = collect_layer_grams(model, ids, blocks, DriverConfig(device="auto"))
     rows = []
-    for (b, name), lg in layers.items():
-        W, G = lg["W"], lg["G"]
+    for (b, name), lg in layer_grams(model_dir, calib, blocks).items():
         for label, method, cfg, ref in CASES:
-            times = []
-            for _ in range(repeats):  # median of repeats: robust to a noisy neighbour
-                t0 = time.perf_counter()
-                res = solve(method, W, G, **cfg)
-                times.append(time.perf_counter() - t0)
+            res, seconds = timed_solve(method, lg["W"], lg["G"], repeats, **cfg)
             rows.append({"block": b, "layer": name, "method": label, "reference": ref, "objective": res.objective,
-                         "rel_err": res.rel_err, "seconds": statistics.median(times)})
+                         "rel_err": res.rel_err, "seconds": seconds})
     df = pd.DataFrame(rows)
     ref = df.set_index(["block", "layer", "method"])
     df["objective_ratio"] = [r.objective / ref.loc[(r.block, r.layer, r.reference), "objective"] for r in df.itertuples()]
@@ -87,17 +69,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     df = run(args.model_dir, args.calib, [int(b) for b in args.blocks.split(",")], args.repeats)
     summary = summarise(df)
-    out = Path(args.out)
-    for frame, stem in ((df, "bench_layer_solvers_layers"), (summary, "bench_layer_solvers")):
-        with atomic_path(out / f"{stem}.csv", ".csv") as tmp:
-            frame.to_csv(tmp, index=False)
-    with atomic_path(out / "bench_layer_solvers.md", ".md") as tmp:
-        tmp.write_text("# bench_layer_solvers (ratios to the reference method, same process, same Gram)\n\n"
-                       + summary.to_markdown(index=False, floatfmt=".4g") + "\n")
-    write_json(out / "bench_layer_solvers.provenance.json",
-               provenance(stage="bench", model_dir=args.model_dir, calib=args.calib, blocks=args.blocks,
-                          repeats=args.repeats, threads=args.threads, device=device_info("auto")))
-    print(summary.to_markdown(index=False, floatfmt=".4g"))
+    text = ("# bench_layer_solvers (ratios to the reference method, same process, same Gram)\n\n"
+            + summary.to_markdown(index=False, floatfmt=".4g") + "\n")
+    write_outputs(Path(args.out), "bench_layer_solvers", df, summary, text, model_dir=args.model_dir,
+                  calib=args.calib, blocks=args.blocks, repeats=args.repeats, threads=args.threads)
+    print(text)
 
 
 if __name__ == "__main__":

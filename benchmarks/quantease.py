@@ -14,23 +14,13 @@ AWQ is listed for orientation. The issue's goals are checked at the end of the r
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from reprise.io import atomic_path, write_json  # noqa: E402
-from reprise.llm.data import load_tokens  # noqa: E402
-from reprise.llm.driver import DriverConfig, collect_layer_grams  # noqa: E402
-from reprise.llm.methods import solve  # noqa: E402
-from reprise.llm.methods.quantease import FAST_CONFIG  # noqa: E402
-from reprise.llm.models import load_local  # noqa: E402
-from reprise.provenance import device_info, provenance  # noqa: E402
+from _bench import layer_grams, timed_solve, write_outputs
+from reprise.llm.methods.quantease import FAST_CONFIG
 
 # (label, method, config); the bit width is added per run
 CASES = [
@@ -47,22 +37,13 @@ DEFAULT = "quantease"
 
 
 def run(model_dir: str, calib: str, blocks: list[int], bits: list[int], repeats: int = 1) -> pd.DataFrame:
-    model, _ = load_local(model_dir)
-    ids, _ = load_tokens(calib)
-    layers = collect_layer_grams(model, ids, blocks, DriverConfig(device="auto"))
     rows = []
-    for (b, name), lg in layers.items():
-        W, G = lg["W"], lg["G"]
+    for (b, name), lg in layer_grams(model_dir, calib, blocks).items():
         for nbits in bits:
             for label, method, cfg in CASES:
-                times = []
-                for _ in range(repeats):  # median of repeats: robust to a noisy neighbour
-                    t0 = time.perf_counter()
-                    res = solve(method, W, G, bits=nbits, **cfg)
-                    times.append(time.perf_counter() - t0)
+                res, seconds = timed_solve(method, lg["W"], lg["G"], repeats, bits=nbits, **cfg)
                 rows.append({"block": b, "layer": name, "bits": nbits, "method": label, "objective": res.objective,
-                             "rel_err": res.rel_err, "seconds": statistics.median(times),
-                             "sweeps": res.extras.get("sweeps")})
+                             "rel_err": res.rel_err, "seconds": seconds, "sweeps": res.extras.get("sweeps")})
             print(f"block {b:2d} {name:22s} w{nbits} done", flush=True)
     df = pd.DataFrame(rows)
     key = df.set_index(["block", "layer", "bits", "method"])
@@ -125,20 +106,13 @@ def main() -> None:
     df = run(args.model_dir, args.calib, [int(b) for b in args.blocks.split(",")],
              [int(b) for b in args.bits.split(",")], args.repeats)
     summary = summarise(df)
-    out = Path(args.out)
-    for frame, stem in ((df, "bench_quantease_layers"), (summary, "bench_quantease")):
-        with atomic_path(out / f"{stem}.csv", ".csv") as tmp:
-            frame.to_csv(tmp, index=False)
     fast = ", ".join(f"{k}={v}" for k, v in FAST_CONFIG.items())
     text = ("# bench_quantease (ratios to GPTQ / act-order GPTQ / QuantEase defaults, same process, same Gram)\n\n"
             f"Blocks {args.blocks} of {args.model_dir}, {args.threads} thread(s), median of {args.repeats} run(s). "
             f"`won`: layers with a strictly lower objective. quantease-fast: {fast}.\n\n"
             + summary.to_markdown(index=False, floatfmt=".4g") + "\n\n## Goals\n\n" + "\n".join(goals(summary)) + "\n")
-    with atomic_path(out / "bench_quantease.md", ".md") as tmp:
-        tmp.write_text(text)
-    write_json(out / "bench_quantease.provenance.json",
-               provenance(stage="bench", model_dir=args.model_dir, calib=args.calib, blocks=args.blocks, bits=args.bits,
-                          repeats=args.repeats, threads=args.threads, device=device_info("auto")))
+    write_outputs(Path(args.out), "bench_quantease", df, summary, text, model_dir=args.model_dir, calib=args.calib,
+                  blocks=args.blocks, bits=args.bits, repeats=args.repeats, threads=args.threads)
     print(text)
 
 
