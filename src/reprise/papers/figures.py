@@ -160,9 +160,11 @@ def _zeroshot_vs_size(manifest, figure_id, scale_cfg, results, runs_dir, out_pre
     s = seeds(scale_cfg)
     fig, axes, frac = _canvas(manifest, figure_id, scale_cfg, 1)
     ax = axes[0]
-    xs = list(range(len(models)))
     plotted = False
-    for row in fig_spec.series:
+    n = len(fig_spec.series)
+    for i, row in enumerate(fig_spec.series):
+        dodge = (i - (n - 1) / 2) * min(0.08, 0.6 / n)  # side by side, so equal values stay visible
+        xs = [x + dodge for x in range(len(models))]
         pts = [(x, *summarise(results, m, row.method, row.setting, metric, s)[:2]) for x, m in zip(xs, models)]
         pts = [p for p in pts if p[1] is not None]
         if pts:
@@ -180,7 +182,7 @@ def _zeroshot_vs_size(manifest, figure_id, scale_cfg, results, runs_dir, out_pre
             ax.scatter(*zip(*pub), marker="s", facecolors="none", edgecolors=color, s=30,
                        label=f"{row.label} (published)")
             plotted = True
-    ax.set_xticks(xs, models, rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("model (increasing size)")
     ax.set_ylabel(metric)
     _empty(ax, plotted)
