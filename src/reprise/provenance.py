@@ -64,9 +64,11 @@ def device_info(device: str | None = None) -> dict[str, Any]:
     """The requested device, the one it resolved to ("auto": CUDA when present) and the hardware."""
     import torch
 
-    resolved = ("cuda" if torch.cuda.is_available() else "cpu") if device in (None, "auto") else device
+    from reprise.llm.models.blockwise import pick_device  # the driver's own choice, not a second one
+
     info: dict[str, Any] = {
-        "device": device, "resolved": resolved, "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "device": device, "resolved": str(pick_device(device or "auto")), "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "cuda_available": torch.cuda.is_available(),
     }
     if torch.cuda.is_available():
