@@ -229,6 +229,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
             kind = "table" if t in manifest.tables else "figure"
             print(f"{paper}_{t}\t{kind}\tresults/papers/{paper}/{t}.{'md' if kind == 'table' else 'png'}")
         print(f"{paper} report\treport\tresults/papers/{paper}/report.md")
+        print(f"{paper} cost\tcost\tresults/papers/{paper}/cost.csv")
     return 0
 
 

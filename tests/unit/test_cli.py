@@ -54,7 +54,8 @@ def test_targets_lists_named_rules(monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     assert main(["targets"]) == 0
     out = capsys.readouterr().out
-    for name in ("baselines_quant", "baselines_prune", "baselines_ppl_vs_sparsity"):
+    for name in ("baselines_quant", "baselines_prune", "baselines_ppl_vs_sparsity", "quantease_readme",
+                 "quantease_lambada_opt", "quantease_layer_error", "results/papers/quantease/cost.csv"):
         assert name in out
 
 
