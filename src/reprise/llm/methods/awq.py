@@ -39,11 +39,10 @@ Deviations from llm-awq, all forced by or natural to the ``(W, G)`` interface:
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
-from reprise.llm.methods.base import QuantConfig, SolveResult, _fail, _is_int
+from reprise.llm.methods.base import QuantConfig, SolveResult
 from reprise.llm.methods.quant_grid import decode, encode, group_index, quant_record
 from reprise.llm.methods.registry import register
 from reprise.llm.methods.rtn import rtn_quantize
@@ -61,12 +60,7 @@ class AwqConfig(QuantConfig):
         self._check_pos_int("grid")
         self._check_pos_int("clip_grid")
         self._check_bool("clip")
-        v = self.max_shrink
-        if _is_int(v):
-            v = float(v)
-            self._set("max_shrink", v)
-        if not isinstance(v, float) or not math.isfinite(v) or not 0 <= v < 1:
-            _fail(self, "max_shrink", v, "use a fraction in [0, 1) (0.5 in llm-awq: ranges shrunk down to 55%)")
+        self._check_fraction("max_shrink", "use a fraction in [0, 1) (0.5 in llm-awq: ranges shrunk down to 55%)")
 
 
 def _row_loss(D: torch.Tensor, G: torch.Tensor) -> torch.Tensor:

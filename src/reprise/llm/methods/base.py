@@ -145,11 +145,22 @@ class MethodConfig:
         if not _is_int(v) or v < 1:
             _fail(self, name, v, "use a positive integer")
 
-    def _check_rel_damp(self, name: str = "rel_damp") -> None:
+    def _float_field(self, name: str) -> Any:
+        """The field's value, an integer normalised to a float (YAML writes 1 for 1.0)."""
         v = getattr(self, name)
         if _is_int(v):
             v = float(v)
             self._set(name, v)
+        return v
+
+    def _check_fraction(self, name: str, fix: str) -> None:
+        """A float in [0, 1); NaN and infinities fall outside the range."""
+        v = self._float_field(name)
+        if not isinstance(v, float) or not 0 <= v < 1:
+            _fail(self, name, v, fix)
+
+    def _check_rel_damp(self, name: str = "rel_damp") -> None:
+        v = self._float_field(name)
         if not isinstance(v, float) or not math.isfinite(v) or v < 0:
             _fail(self, name, v, "use a finite number >= 0 (relative to mean(diag G); 0.01 is the usual value)")
 
@@ -196,12 +207,7 @@ class PruneConfig(MethodConfig):
             return
         if self.sparsity is None:
             self._set("sparsity", 0.5)
-        s = self.sparsity
-        if _is_int(s):
-            s = float(s)
-            self._set("sparsity", s)
-        if not isinstance(s, float) or not 0 <= s < 1:
-            _fail(self, "sparsity", s, "use a fraction of weights to prune in [0, 1)")
+        self._check_fraction("sparsity", "use a fraction of weights to prune in [0, 1)")
 
     @property
     def nm_pair(self) -> tuple[int, int] | None:

@@ -41,7 +41,7 @@ import math
 
 import torch
 
-from reprise.llm.methods.base import QuantConfig, SolveResult, _fail, _is_int
+from reprise.llm.methods.base import QuantConfig, SolveResult, _fail
 from reprise.llm.methods.quant_grid import decode, fit_grid, group_index
 from reprise.llm.methods.quantease import CoordinateDescent, Grid, relaxed_sweep
 from reprise.llm.methods.registry import register
@@ -63,13 +63,9 @@ class QuantEaseOutlierConfig(QuantConfig):
             self._check_bool(name)
         self._check_pos_int("block_size")
         self._check_pos_int("iters")
-        for name in ("outlier", "alpha"):
-            v = getattr(self, name)
-            if _is_int(v):
-                self._set(name, float(v))
-        if not isinstance(self.outlier, float) or not 0 <= self.outlier < 1:
-            _fail(self, "outlier", self.outlier, "use a fraction in [0, 1) (0.01 = 1% of the weights, or of the "
-                                                  "input columns when structured)")
+        self._check_fraction("outlier", "use a fraction in [0, 1) (0.01 = 1% of the weights, or of the input "
+                                        "columns when structured)")
+        self._float_field("alpha")
         if not isinstance(self.alpha, float) or not math.isfinite(self.alpha) or self.alpha <= 0:
             _fail(self, "alpha", self.alpha, "use a finite number > 0 (IHT step multiplier; 1 in the paper)")
 
