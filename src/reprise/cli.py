@@ -174,11 +174,16 @@ def _summarise_jobs(jobs: list[dict[str, Any]], gpu: bool, keep: bool) -> dict[s
             "storage_gb_est": round(stored / 1e9, 1)}
 
 
-def plan_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Jobs, expected GPU- or CPU-hours and checkpoint storage per paper and model."""
+def _plan_inputs(cfg: dict[str, Any], jobs: list[dict[str, Any]] | None):
     from reprise.resources import wants_gpu
 
-    jobs, gpu, keep = plan_jobs(cfg), wants_gpu(cfg), bool(cfg.get("keep_checkpoints"))
+    return (plan_jobs(cfg) if jobs is None else jobs), wants_gpu(cfg), bool(cfg.get("keep_checkpoints"))
+
+
+def plan_rows(cfg: dict[str, Any], jobs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Jobs, expected GPU- or CPU-hours and checkpoint storage per paper and model (``jobs``:
+    ``plan_jobs(cfg)`` when already computed)."""
+    jobs, gpu, keep = _plan_inputs(cfg, jobs)
     rows = []
     for paper, model in dict.fromkeys((j["paper"], j["model"]) for j in jobs):
         mine = [j for j in jobs if (j["paper"], j["model"]) == (paper, model)]
@@ -186,11 +191,10 @@ def plan_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def plan_totals(cfg: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def plan_totals(cfg: dict[str, Any], jobs: list[dict[str, Any]] | None = None
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Per-paper subtotals, and the total over all papers with shared runs counted once."""
-    from reprise.resources import wants_gpu
-
-    jobs, gpu, keep = plan_jobs(cfg), wants_gpu(cfg), bool(cfg.get("keep_checkpoints"))
+    jobs, gpu, keep = _plan_inputs(cfg, jobs)
     papers = {p: _summarise_jobs([j for j in jobs if j["paper"] == p], gpu, keep)
               for p in dict.fromkeys(j["paper"] for j in jobs)}
     unique = list({j["job"]: j for j in jobs}.values())
@@ -204,13 +208,14 @@ def _cost_line(label: str, t: dict[str, Any]) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     cfg = _load_config(args.scale, args.config)
-    rows = plan_rows(cfg)
+    jobs = plan_jobs(cfg)  # once: rows and totals are two views of the same jobs
+    rows = plan_rows(cfg, jobs)
     head = ["paper", "model", "params", "compress_jobs", "eval_jobs", "gpu_hours_est", "cpu_hours_est", "storage_gb_est"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
         print("| " + " | ".join(f"{r[h]:.3g}" if h == "params" else str(r[h]) for h in head) + " |")
-    papers, total = plan_totals(cfg)
+    papers, total = plan_totals(cfg, jobs)
     print()
     for paper, sub in papers.items():
         print(_cost_line(f"paper {paper}", sub))

@@ -146,7 +146,8 @@ def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_
         lines += ["", "## Notes and caveats", ""] + [f"- {t}" for t in notes]
     if data_findings:
         lines += ["", "## Measured data findings", ""] + [f"- {t}" for t in data_findings]
-    for tid, table in manifest.scored().items():
+    scored = manifest.scored()
+    for tid, table in scored.items():
         kind = "Table" if tid in manifest.tables else "Figure"
         lines += ["", f"## {kind} `{tid}`", "", caption(manifest, tid, scale_cfg), ""]
         lines += [f"- {n.text}" for n in table.notes if n.applies(scale)]
@@ -155,10 +156,9 @@ def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_
         lines += [_cell_line(c) for c in cells if c.table == tid]
     if cost:
         lines += _cost_lines(cost)
-    if set(manifest.figures) - set(manifest.scored()):
+    if set(manifest.figures) - set(scored):
         lines += ["", "## Figures (regenerated, not compared)", ""]
-        lines += [f"- `{fid}`: {caption(manifest, fid, scale_cfg)}" for fid in manifest.figures
-                  if fid not in manifest.scored()]
+        lines += [f"- `{fid}`: {caption(manifest, fid, scale_cfg)}" for fid in manifest.figures if fid not in scored]
     lines += ["", "## Sources", ""]
     for src in manifest.sources.values():
         extra = "".join(f" {x}." for x in (src.version and f"Version: {src.version}", src.url and f"<{src.url}>") if x)
