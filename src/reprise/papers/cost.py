@@ -15,6 +15,7 @@ from reprise.io import ReproError, atomic_path
 from reprise.metrics import eval_stem
 from reprise.papers.manifest import DENSE
 from reprise.papers.plan import run_dir
+from reprise.papers.results import solve_log_rows, total_seconds
 
 RunMetrics = Mapping[tuple[str, str, str, int], Iterable[str]]
 
@@ -75,14 +76,10 @@ def _device(prov: Mapping[str, Any]) -> str:
 
 def _solve_log(run: Path) -> tuple[float | None, float | None]:
     """(sum of per-layer seconds, max per-layer peak memory) of ``solve_log.csv``."""
-    log = run / "solve_log.csv"
-    if not log.is_file():
+    rows = solve_log_rows(run)
+    if rows is None:
         return None, None
-    with log.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    secs = sum(float(r["seconds"]) for r in rows if r.get("seconds"))
-    peaks = [float(r["peak_mem_mb"]) for r in rows if r.get("peak_mem_mb")]
-    return secs, max(peaks) if peaks else None
+    return total_seconds(rows), _max(r.get("peak_mem_mb") or None for r in rows)
 
 
 def job_costs(runs_dir: str | Path, needs: RunMetrics) -> list[dict[str, Any]]:

@@ -1,7 +1,6 @@
 """Render a manifest figure (perplexity vs sparsity) as PNG and PDF with matplotlib (Agg)."""
 from __future__ import annotations
 
-import csv
 import math
 import textwrap
 from pathlib import Path
@@ -11,7 +10,7 @@ from reprise.io import ReproError, atomic_path
 from reprise.papers.manifest import DENSE, Manifest, sparsity_setting
 from reprise.papers.plan import (figure_sparsities, is_smoke, required_metrics, run_dir, scale_name, seeds,
                                  target_models)
-from reprise.papers.results import Results, summarise
+from reprise.papers.results import Results, solve_log_rows, summarise
 from reprise.papers.tables import caption
 
 WIDE_RANGE = 20.0  # use a log y-axis when max/min of the plotted values exceeds this
@@ -119,13 +118,9 @@ def layer_errors(runs_dir: str | Path, model: str, method: str, setting: str, se
     """(block.layer, squared relative error) of every compressed linear of a run, in solve order.
 
     Squared, as QuantEase reports it: tr(ΔW Σ ΔWᵀ) / tr(W Σ Wᵀ) = objective / ref_energy."""
-    log = run_dir(runs_dir, model, method, setting, seed) / "solve_log.csv"
-    if not log.is_file():
-        return []
-    with log.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = solve_log_rows(run_dir(runs_dir, model, method, setting, seed), ("block", "layer", "objective", "ref_energy"))
     out = []
-    for r in rows:
+    for r in rows or ():
         ref = float(r["ref_energy"])
         out.append((f"{r['block']}.{r['layer']}", float(r["objective"]) / ref if ref > 0 else 0.0))
     return out

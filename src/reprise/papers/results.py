@@ -37,16 +37,28 @@ def _eval_metrics(eval_dir: Path) -> dict[str, tuple[float | None, Path]]:
     return found
 
 
-def solve_seconds(directory: Path) -> float | None:
-    """Sum of the ``seconds`` column of ``solve_log.csv`` in ``directory`` (None if absent)."""
+def solve_log_rows(directory: Path, columns: Iterable[str] = ("seconds",)) -> list[dict[str, str]] | None:
+    """The rows of ``solve_log.csv`` in ``directory`` (None if absent); ``columns`` must be there."""
     log = Path(directory) / "solve_log.csv"
     if not log.is_file():
         return None
     with log.open(newline="") as fh:
         reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "seconds" not in reader.fieldnames:
-            raise ReproError(f"{log}: no 'seconds' column; rerun the compress job that wrote it")
-        return float(sum(float(r["seconds"]) for r in reader if r["seconds"] not in ("", None)))
+        for col in columns:
+            if reader.fieldnames is None or col not in reader.fieldnames:
+                raise ReproError(f"{log}: no {col!r} column; rerun the compress job that wrote it")
+        return list(reader)
+
+
+def total_seconds(rows: Iterable[Mapping[str, str]]) -> float:
+    """Sum of the ``seconds`` column of solve-log rows."""
+    return float(sum(float(r["seconds"]) for r in rows if r["seconds"] not in ("", None)))
+
+
+def solve_seconds(directory: Path) -> float | None:
+    """Sum of the ``seconds`` column of ``solve_log.csv`` in ``directory`` (None if absent)."""
+    rows = solve_log_rows(directory)
+    return None if rows is None else total_seconds(rows)
 
 
 def load_results(runs_dir: str | Path, cells: Iterable[Cell], metrics: Iterable[str], runtime: bool = False) -> dict[Run, dict[str, float | None]]:
