@@ -10,7 +10,7 @@ from reprise.llm.data import TEST_SETS, dataset_key, load_registry, spec_file_na
 from reprise.llm.models import load_model_registry
 from reprise.metrics import eval_stem, ppl_metric
 from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
-from reprise.papers.cost import job_files
+from reprise.papers.cost import benchmark_file, job_files
 from reprise.papers.plan import run_metrics
 from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb,
                                eval_runtime_min, eval_tokens, wants_gpu)
@@ -81,8 +81,8 @@ def eval_file(model, method, setting, seed, metric):
 
 
 def benchmark_path(stem):
-    """Snakemake's benchmark file of a run's job (reprise.papers.cost reads it back)."""
-    return f"runs/{{model}}/{{method}}/{{setting}}/s{{seed}}/benchmark/{stem}.tsv"
+    """The wildcard pattern of a run's benchmark file, laid out as reprise.papers.cost reads it back."""
+    return str(benchmark_file(run_dir("{model}", "{method}", "{setting}", "{seed}"), stem))
 
 
 def target_inputs(paper, target):

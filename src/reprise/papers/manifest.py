@@ -71,9 +71,6 @@ class Table:
     notes: tuple[Note, ...] = ()
 
 
-FIGURE_KINDS = ("ppl_vs_sparsity", "layer_error", "zeroshot_vs_size")
-
-
 @dataclass(frozen=True)
 class Figure:
     id: str
@@ -158,10 +155,14 @@ class Manifest:
 
     def scored(self) -> dict[str, Table | Figure]:
         """Targets whose cells get verdicts: every table, and every zero-shot figure."""
-        return {**self.tables, **{fid: f for fid, f in self.figures.items() if f.kind == "zeroshot_vs_size"}}
+        return _scored(self.tables, self.figures)
 
     def published_for(self, table: str, model: str, method: str, setting: str, metric: str) -> Published | None:
         return self._published_index.get((table, model, method, setting, metric))
+
+
+def _scored(tables: Mapping[str, Table], figures: Mapping[str, Figure]) -> dict[str, Table | Figure]:
+    return {**tables, **{fid: f for fid, f in figures.items() if f.kind == "zeroshot_vs_size"}}
 
 
 def sparsity_setting(sparsity: float) -> str:
@@ -387,7 +388,7 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
         for fid, f in figures_raw.items()
     }
     # published values may name a table or a zero-shot figure (its points get verdicts too)
-    scored = {**tables, **{fid: f for fid, f in figures.items() if f.kind == "zeroshot_vs_size"}}
+    scored = _scored(tables, figures)
     _check_refs(path, m, settings, scored)
     return Manifest(
         path=path, paper=m["paper"], title=m["title"], version=m["version"], description=m.get("description"),
