@@ -233,6 +233,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
         for t in targets(manifest):
             kind = "table" if t in manifest.tables else "figure"
             print(f"{paper}_{t}\t{kind}\tresults/papers/{paper}/{t}.{'md' if kind == 'table' else 'png'}")
+        for sid, study in manifest.layer_studies.items():
+            ext = "png" if study.is_figure else "md"
+            print(f"{paper}_{sid}\tlayer study ({study.kind})\tresults/papers/{paper}/{sid}.{ext}")
         print(f"{paper} report\treport\tresults/papers/{paper}/report.md")
         print(f"{paper} cost\tcost\tresults/papers/{paper}/cost.csv")
     return 0

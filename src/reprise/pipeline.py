@@ -165,6 +165,35 @@ def compress(model_dir: str | os.PathLike, calib_path: str | os.PathLike, method
     return summary
 
 
+def extract_layer(model_dir: str | os.PathLike, calib_path: str | os.PathLike, block: int, layer: str,
+                  out_path: str | os.PathLike, dtype: str = "float32", device: str = "auto") -> dict[str, Any]:
+    """One linear's weight, input Gram and input mean in the dense model (for the layer studies)."""
+    from reprise.llm.data import load_tokens
+    from reprise.llm.driver import DriverConfig, collect_layer_grams
+    from reprise.llm.models import load_local
+
+    calib, calib_meta = load_tokens(calib_path)
+    model, _ = load_local(model_dir, dtype=dtype)
+    t0 = time.perf_counter()
+    grams = collect_layer_grams(model, calib, [int(block)], DriverConfig(device=device))
+    if (int(block), layer) not in grams:
+        names = sorted(name for b, name in grams if b == int(block))
+        raise ReproError(f"layer {layer!r} is not a linear of block {block}; the model's linears are {names}")
+    rec = grams[(int(block), layer)]
+    import torch
+
+    record = {"W": rec["W"], "G": rec["G"].cpu(), "x_mean": rec.get("x_mean"), "n_tokens": int(rec["n_tokens"]),
+              "block": int(block), "layer": layer}
+    out_path = Path(out_path)
+    with atomic_path(out_path, suffix=".pt") as tmp:
+        torch.save(record, tmp)
+    info = {"block": int(block), "layer": layer, "shape": list(rec["W"].shape), "n_tokens": record["n_tokens"],
+            "seconds": time.perf_counter() - t0}
+    write_json(out_path.with_suffix(".json"), provenance(stage="layer_gram", **info, model_dir=str(model_dir),
+                                                         calibration=calib_meta, device=device_info(device)))
+    return info
+
+
 # ------------------------------------------------------------------------------------------ evaluate
 def evaluate_perplexity(model_dir: str | os.PathLike, tokens_path: str | os.PathLike, testset: str, seqlen: int,
                         out_json: str | os.PathLike, dtype: str = "float32", batch_size: int = 1,

@@ -116,6 +116,23 @@ def eval_runtime_min(shape: Shape, n_tokens: int, gpu: bool = True, threads: int
     return _request(eval_expected_min(shape, n_tokens, gpu, threads), attempt)
 
 
+def layer_study_mem_mb(shape: Shape, attempt: int = 1) -> int:
+    """A single-layer study: the layer's weight and Gram (at most the FFN width) and a few factors of them."""
+    total = 10 * shape.intermediate ** 2 * 4
+    return int(math.ceil((total / 2**20 * 1.3 + OVERHEAD_MB) * _retry(attempt)))
+
+
+def layer_study_runtime_min(shape: Shape, kind: str, n_methods: int, n_settings: int, gpu: bool = True,
+                            threads: int = 1, attempt: int = 1) -> int:
+    """A single-layer study on a hidden x hidden linear (the papers' k_proj): per solve up to 300 ADMM
+    iterations of two p²·m GEMMs, and for the refit studies one exact restricted solve per output row
+    (m·p³/3)."""
+    h = shape.hidden
+    per_solve = 600 * h ** 3 + (h ** 4 / 3 if kind in ("support_refit", "refit_time") else 0)
+    solves = max(n_methods, 1) * max(n_settings, 1) * (3 if kind == "refit_time" else 1)
+    return _request(_seconds(solves * per_solve, gpu, threads) / 60, attempt)
+
+
 ZEROSHOT_TOKENS = 1_000_000  # order of a zero-shot task's scored tokens (thousands of items x ~100 tokens)
 
 

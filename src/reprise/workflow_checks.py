@@ -40,5 +40,11 @@ def check_config(config: Mapping[str, Any], models: Mapping, datasets: Mapping, 
             if method != DENSE and method not in REGISTRY and method not in shown_only:
                 problems.append(f"config/papers/{paper}.yaml: method {method!r} is not registered "
                                 f"(known: {sorted(REGISTRY)})")
+        for sid, study in manifest.layer_studies.items():
+            needed = set(study.methods) | {"alps"} if study.kind in ("rho_schedule", "admm_convergence") else set(study.methods)
+            needed |= {study.support, "backsolve"} if study.kind == "refit_time" else set()
+            for method in sorted(needed - set(REGISTRY)):
+                problems.append(f"config/papers/{paper}.yaml: layer_studies.{sid} uses method {method!r}, which is not "
+                                f"registered (known: {sorted(REGISTRY)})")
     if problems:
         raise ReproError("configuration errors:\n  - " + "\n  - ".join(problems))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from reprise.io import ReproError, write_json
-from reprise.papers import (DENSE, FAIL, MISSING, NOT_REGENERATED, PASS, RUNTIME, SMOKE, Tolerance, count_verdicts,
+from reprise.papers import (DENSE, FAIL, MISSING, NOT_REGENERATED, PASS, RUNTIME, WALL, SMOKE, Tolerance, count_verdicts,
                             load_manifest, load_results, plan, render_figure, render_report, render_table,
                             report_cells, required_metrics, run_dir, unique_runs, verdict)
 
@@ -179,11 +179,14 @@ def test_load_results_reads_eval_and_solve_log(m, tmp_path):
     write_json(d / "eval" / "wikitext2.json", {"metrics": {"wikitext2_ppl@2048": 31.0}, "provenance": {}})
     write_json(d / "eval" / "c4.json", {"metrics": {"c4_ppl@2048": 33.0}, "provenance": {}})
     (d / "solve_log.csv").write_text("block,layer,objective,rel_err,seconds,peak_mem_mb\n0,q,1,0.1,1.5,10\n0,k,1,0.1,2.0,10\n")
+    write_json(d / "provenance.json", {"stage": "compress", "wall_seconds": 7.25})
     metrics = required_metrics(m, "quant", c)
     res = load_results(runs, cells, metrics, runtime=True)
     assert set(res) == set(unique_runs(cells))
-    assert res[("opt-125m", "gptq", "w4", 0)] == {"wikitext2_ppl@2048": 31.0, "c4_ppl@2048": 33.0, RUNTIME: 3.5}
-    assert res[("opt-125m", "rtn", "w4", 0)] == {"wikitext2_ppl@2048": None, "c4_ppl@2048": None, RUNTIME: None}
+    assert res[("opt-125m", "gptq", "w4", 0)] == {"wikitext2_ppl@2048": 31.0, "c4_ppl@2048": 33.0, RUNTIME: 3.5,
+                                                  WALL: 7.25}
+    assert res[("opt-125m", "rtn", "w4", 0)] == {"wikitext2_ppl@2048": None, "c4_ppl@2048": None, RUNTIME: None,
+                                                 WALL: None}
     cells_r = [x for x in report_cells(m, c, res) if x.table == "quant" and x.metric == "wikitext2_ppl@2048"]
     got = {(x.method, x.setting): x.verdict for x in cells_r}
     assert got[("gptq", "w4")] == PASS and got[("rtn", "w4")] == MISSING

@@ -13,7 +13,7 @@ from reprise.papers import DENSE, load_manifest, method_config, plan, required_m
 from reprise.papers.cost import benchmark_file, job_files
 from reprise.papers.plan import run_metrics
 from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb,
-                               eval_runtime_min, eval_tokens, wants_gpu)
+                               eval_runtime_min, eval_tokens, layer_study_mem_mb, layer_study_runtime_min, wants_gpu)
 from reprise.workflow_checks import check_config
 
 MODELS = load_model_registry(config["registries"]["models"])
@@ -117,11 +117,20 @@ def target_files(paper, target):
     return [f"{base}.png", f"{base}.pdf"]
 
 
+def study_files(paper, study):
+    base = f"results/papers/{paper}/{study}"
+    if MANIFESTS[paper].layer_studies[study].is_figure:
+        return [f"{base}.png", f"{base}.pdf"]
+    return [f"{base}.csv", f"{base}.md", f"{base}.tex"]
+
+
 def all_targets():
     files = []
     for paper, manifest in MANIFESTS.items():
         for target in targets(manifest):
             files += target_files(paper, target)
+        for study in manifest.layer_studies:
+            files += study_files(paper, study)
         files.append(f"results/papers/{paper}/report.md")
         files += cost_files(paper)
     return files

@@ -8,7 +8,7 @@ from typing import Mapping
 
 from reprise.io import ReproError, atomic_path
 from reprise.papers.manifest import DENSE, Manifest, sparsity_setting
-from reprise.papers.plan import (figure_sparsities, is_smoke, required_metrics, run_dir, scale_name, seeds,
+from reprise.papers.plan import (figure_sparsities, is_smoke, required_metrics, run_dir, scale_name, paper_seeds,
                                  target_models)
 from reprise.papers.results import Results, solve_log_rows, summarise
 from reprise.papers.tables import caption
@@ -20,7 +20,7 @@ def figure_series(manifest: Manifest, figure_id: str, scale_cfg: Mapping, result
     """{model: {"dense": (mean, std) | None, method: [(sparsity, mean, std), ...]}} for the plotted metric."""
     fig = manifest.figures[figure_id]
     metric = required_metrics(manifest, figure_id, scale_cfg)[0]
-    s = seeds(scale_cfg)
+    s = paper_seeds(manifest, scale_cfg)
     out: dict = {}
     for model in target_models(manifest, figure_id, scale_cfg):
         series: dict = {}
@@ -38,8 +38,9 @@ def figure_series(manifest: Manifest, figure_id: str, scale_cfg: Mapping, result
     return out
 
 
-def _canvas(manifest: Manifest, figure_id: str, scale_cfg: Mapping, n_panels: int):
-    """Figure with ``n_panels`` axes (up to 4 per row) and room for the caption underneath."""
+def _canvas(manifest: Manifest, figure_id: str, scale_cfg: Mapping, n_panels: int, text: str | None = None):
+    """Figure with ``n_panels`` axes (up to 4 per row) and room for the caption (``text``, default the
+    figure's caption) underneath."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -48,7 +49,7 @@ def _canvas(manifest: Manifest, figure_id: str, scale_cfg: Mapping, n_panels: in
     ncols = min(n_panels, 4) or 1
     nrows = max(1, math.ceil(n_panels / ncols))
     width = max(6.4, 4.2 * ncols)
-    text = textwrap.wrap(caption(manifest, figure_id, scale_cfg), int(width * 17))
+    text = textwrap.wrap(text or caption(manifest, figure_id, scale_cfg), int(width * 17))
     text_h = (len(text) * 7 * 1.35 + 10) / 72  # inches for the caption at 7 pt
     height = 3.4 * nrows + 0.7 + text_h
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
@@ -129,7 +130,7 @@ def layer_errors(runs_dir: str | Path, model: str, method: str, setting: str, se
 def _layer_error(manifest, figure_id, scale_cfg, results, runs_dir, out_prefix) -> list[Path]:
     fig_spec = manifest.figures[figure_id]
     models = target_models(manifest, figure_id, scale_cfg)
-    seed = seeds(scale_cfg)[0]
+    seed = paper_seeds(manifest, scale_cfg)[0]
     fig, axes, frac = _canvas(manifest, figure_id, scale_cfg, len(models))
     for ax, model in zip(axes, models):
         plotted = False
@@ -152,7 +153,7 @@ def _zeroshot_vs_size(manifest, figure_id, scale_cfg, results, runs_dir, out_pre
     metric = required_metrics(manifest, figure_id, scale_cfg)[0]
     published_metric = f"{fig_spec.task}/{fig_spec.zeroshot_metric}"
     models = target_models(manifest, figure_id, scale_cfg)
-    s = seeds(scale_cfg)
+    s = paper_seeds(manifest, scale_cfg)
     fig, axes, frac = _canvas(manifest, figure_id, scale_cfg, 1)
     ax = axes[0]
     plotted = False

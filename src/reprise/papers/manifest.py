@@ -69,6 +69,8 @@ class Table:
     runtime: bool = False
     models: tuple[str, ...] | None = None  # None: every model of the scale
     notes: tuple[Note, ...] = ()
+    wall_time: bool = False  # the compress job's wall seconds, activation generation included
+    tasks: tuple[str, ...] | None = None  # the paper's zero-shot tasks (None: the scale's eval.zeroshot_tasks)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,56 @@ class Figure:
     def rows(self) -> tuple[Row, ...]:
         """The plotted runs, as table rows (published points of a zero-shot figure name them)."""
         return self.series
+
+
+LAYER_TABLE_KINDS = ("support_refit", "refit_time", "rho_schedule", "method_error")
+LAYER_FIGURE_KINDS = ("admm_convergence",)
+
+
+@dataclass(frozen=True)
+class LayerStudy:
+    """A single-layer experiment (one linear's W and input Gram); a table, or a figure for
+    ``admm_convergence``."""
+
+    id: str
+    kind: str
+    caption: str
+    models: tuple[str, ...]
+    block: int
+    layer: str
+    methods: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    sparsities: tuple[float, ...] = ()
+    patterns: tuple[str, ...] = ()
+    support: str = "magnitude"
+    fixed_rhos: tuple[float, ...] = ()
+    iterations: tuple[int, ...] = ()
+    configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    error: str = "rel_err"
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def is_figure(self) -> bool:
+        return self.kind in LAYER_FIGURE_KINDS
+
+    def label(self, method: str) -> str:
+        return self.labels.get(method, method)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A relative claim recomputed from a regenerated table: ``(method − best baseline) / best``."""
+
+    id: str
+    text: str
+    table: str
+    method: str  # "method/setting"
+    baselines: tuple[str, ...]
+    metrics: tuple[str, ...]
+    better: str  # lower | higher
+    published: float
+    source: str
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +191,8 @@ class Manifest:
     tables: Mapping[str, Table]
     figures: Mapping[str, Figure]
     published: tuple[Published, ...] = field(default=())
+    layer_studies: Mapping[str, LayerStudy] = field(default_factory=dict)
+    claims: tuple[Claim, ...] = ()
 
     def config(self, method: str, setting: str) -> dict[str, Any]:
         """A fresh copy of the method config of (method, setting)."""
@@ -332,6 +386,55 @@ def _check_refs(path: Path, m: dict, settings, tables: dict) -> None:
                                 "add tolerance: {rel: 0.02} (and/or abs:) to the group or the value")
 
 
+def _layer_studies(path: Path, m: dict, taken: set[str]) -> dict[str, LayerStudy]:
+    out = {}
+    for sid, st in (m.get("layer_studies") or {}).items():
+        where = f"layer_studies.{sid}"
+        if sid in taken:
+            raise _fail(path, where, "a table or figure has this id too", "rename the layer study")
+        kind = st["kind"]
+        needs = {"support_refit": ("methods", "sparsities"), "method_error": ("methods", "sparsities"),
+                 "refit_time": ("sparsities",), "rho_schedule": ("fixed_rhos", "iterations", "sparsities"),
+                 "admm_convergence": ("fixed_rhos", "sparsities")}[kind]
+        for key in needs:
+            if not st.get(key):
+                raise _fail(path, f"{where}.{key}", f"a {kind} study needs {key}", f"add {key}: [...]")
+        if kind in ("rho_schedule", "admm_convergence") and len(st["sparsities"]) != 1:
+            raise _fail(path, f"{where}.sparsities", f"a {kind} study runs at one sparsity", "give exactly one")
+        out[sid] = LayerStudy(
+            id=sid, kind=kind, caption=st["caption"], models=tuple(st["models"]), block=st["layer"]["block"],
+            layer=st["layer"]["name"], methods=tuple(st.get("methods", ())), labels=MappingProxyType(dict(st.get("labels") or {})),
+            sparsities=tuple(float(x) for x in st.get("sparsities", ())), patterns=tuple(st.get("patterns", ())),
+            support=st.get("support", "magnitude"), fixed_rhos=tuple(float(x) for x in st.get("fixed_rhos", ())),
+            iterations=tuple(st.get("iterations", ())),
+            configs=MappingProxyType({k: MappingProxyType(copy.deepcopy(v)) for k, v in (st.get("configs") or {}).items()}),
+            error=st.get("error", "rel_err"), notes=_notes(st.get("notes")),
+        )
+    return out
+
+
+def _claims(path: Path, m: dict, tables: Mapping[str, Table], sources: Mapping[str, Source]) -> tuple[Claim, ...]:
+    out, seen = [], set()
+    for i, c in enumerate(m.get("claims") or ()):
+        where = f"claims[{i}]"
+        if c["id"] in seen:
+            raise _fail(path, f"{where}.id", f"claim id {c['id']!r} appears twice", "give each claim its own id")
+        seen.add(c["id"])
+        if c["table"] not in tables:
+            raise _fail(path, f"{where}.table", f"unknown table {c['table']!r}", f"use one of {sorted(tables)}")
+        if c["source"] not in sources:
+            raise _fail(path, f"{where}.source", f"unknown source {c['source']!r}", f"use one of {sorted(sources)}")
+        rows = {r.key for r in tables[c["table"]].rows if r.skip is None}
+        for key in [c["method"], *c["baselines"]]:
+            if key not in rows:
+                raise _fail(path, where, f"table {c['table']} has no regenerated row {key!r}",
+                            f"use one of {sorted(rows)}")
+        out.append(Claim(id=c["id"], text=c["text"], table=c["table"], method=c["method"],
+                         baselines=tuple(c["baselines"]), metrics=tuple(c["metrics"]), better=c["better"],
+                         published=float(c["published"]), source=c["source"], model=c.get("model")))
+    return tuple(out)
+
+
 def _expand_published(path: Path, m: dict, sources, tables) -> tuple[Published, ...]:
     out: dict[tuple, Published] = {}
     for i, g in enumerate(m.get("published", [])):
@@ -373,6 +476,7 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
             perplexity=t["metrics"].get("perplexity", False), zeroshot=t["metrics"].get("zeroshot", False),
             zeroshot_metric=t["metrics"].get("zeroshot_metric", "acc"), runtime=t["metrics"].get("runtime", False),
             models=tuple(t["models"]) if "models" in t else None, notes=_notes(t.get("notes")),
+            wall_time=t["metrics"].get("wall_time", False), tasks=tuple(t["tasks"]) if "tasks" in t else None,
         )
         for tid, t in (m.get("tables") or {}).items()
     }
@@ -390,12 +494,15 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
     # published values may name a table or a zero-shot figure (its points get verdicts too)
     scored = _scored(tables, figures)
     _check_refs(path, m, settings, scored)
+    studies = _layer_studies(path, m, set(tables) | set(figures))
+    claims = _claims(path, m, tables, sources)
     return Manifest(
         path=path, paper=m["paper"], title=m["title"], version=m["version"], description=m.get("description"),
         sources=MappingProxyType(sources), protocol=MappingProxyType(dict(m.get("protocol") or {})),
         notes=_notes(m.get("notes")), seed_independent=frozenset({DENSE, *m.get("seed_independent", ())}),
         settings=MappingProxyType(settings), tables=MappingProxyType(tables), figures=MappingProxyType(figures),
         published=_expand_published(path, m, sources, scored),
+        layer_studies=MappingProxyType(studies), claims=claims,
     )
 
 

@@ -73,6 +73,16 @@ def seeds(scale_cfg: Mapping) -> list[int]:
     return s
 
 
+def paper_seeds(manifest: Manifest, scale_cfg: Mapping) -> list[int]:
+    """The paper's seeds at this scale: ``papers.<paper>.seeds`` (ALPS reports 5 runs), else ``seeds``."""
+    own = _get(scale_cfg, f"papers.{manifest.paper}.seeds", None)
+    if own is None:
+        return seeds(scale_cfg)
+    if not own or not all(isinstance(x, int) and not isinstance(x, bool) for x in own):
+        raise ReproError(f"scale config: papers.{manifest.paper}.seeds must be a non-empty list of integers, got {own!r}")
+    return list(own)
+
+
 def paper_scale(manifest: Manifest, scale_cfg: Mapping) -> Mapping:
     """The scale's ``papers.<paper>`` entry."""
     return _get(scale_cfg, f"papers.{manifest.paper}")
@@ -137,12 +147,35 @@ def stand_in_models(manifest: Manifest, target: str, scale_cfg: Mapping) -> bool
     return spec.models is not None and not set(spec.models) & set(scale_models(manifest, scale_cfg))
 
 
-def figure_task(manifest: Manifest, figure: str, scale_cfg: Mapping) -> str:
-    """The zero-shot task a figure is evaluated on at this scale: its own, or the scale's stand-in
-    (``papers.<paper>.tasks: {<task>: <stand-in>}``)."""
-    fig = manifest.figures[figure]
+NO_TASK = "none"  # papers.<paper>.tasks: {<task>: none} leaves a task out at that scale
+
+
+def task_stand_in(manifest: Manifest, task: str, scale_cfg: Mapping) -> str | None:
+    """The task run for the paper's ``task`` at this scale: itself, the scale's stand-in
+    (``papers.<paper>.tasks: {<task>: <stand-in>}``), or None when the scale leaves it out."""
     subs = _get(scale_cfg, f"papers.{manifest.paper}.tasks", None) or {}
-    return subs.get(fig.task, fig.task)
+    used = subs.get(task, task)
+    return None if used == NO_TASK else used
+
+
+def figure_task(manifest: Manifest, figure: str, scale_cfg: Mapping) -> str:
+    """The zero-shot task a figure is evaluated on at this scale: its own, or the scale's stand-in."""
+    fig = manifest.figures[figure]
+    used = task_stand_in(manifest, fig.task, scale_cfg)
+    if used is None:
+        raise ReproError(f"scale config: papers.{manifest.paper}.tasks leaves out {fig.task}, which figure {figure} "
+                         "plots; give it a stand-in task instead of none")
+    return used
+
+
+def table_tasks(manifest: Manifest, table: str, scale_cfg: Mapping) -> list[tuple[str, str | None]]:
+    """(paper's task, task run at this scale or None) per zero-shot column of ``table``."""
+    spec = manifest.tables[table]
+    if not spec.zeroshot:
+        return []
+    if spec.tasks is None:  # the scale's own task list, as the baselines tables use
+        return [(t, t) for t in (_get(scale_cfg, "eval.zeroshot_tasks", None) or [])]
+    return [(t, task_stand_in(manifest, t, scale_cfg)) for t in spec.tasks]
 
 
 def figure_sparsities(manifest: Manifest, figure: str, scale_cfg: Mapping) -> list[float]:
@@ -176,8 +209,10 @@ def required_metrics(manifest: Manifest, target: str, scale_cfg: Mapping) -> lis
             raise ReproError(f"scale config: eval.testsets is empty, but figure {target} plots perplexity")
         return ppl[:1]
     out = perplexity_metrics(scale_cfg) if spec.perplexity else []
-    if spec.zeroshot:
+    if spec.zeroshot and spec.tasks is None:
         out += zeroshot_metrics(scale_cfg, spec.zeroshot_metric)
+    elif spec.zeroshot:
+        out += [f"{used}/{spec.zeroshot_metric}" for _, used in table_tasks(manifest, target, scale_cfg) if used]
     return out
 
 
@@ -193,14 +228,25 @@ def target_rows(manifest: Manifest, target: str, scale_cfg: Mapping) -> list[tup
 
 
 def seeds_for(manifest: Manifest, method: str, scale_cfg: Mapping) -> list[int]:
-    s = seeds(scale_cfg)
+    s = paper_seeds(manifest, scale_cfg)
     return s[:1] if method in manifest.seed_independent else s
+
+
+def reads_runs(manifest: Manifest, target: str, scale_cfg: Mapping) -> bool:
+    """False for a table with no column at this scale (e.g. only hub zero-shot tasks, left out at
+    smoke): it renders its rows with the reason and needs no solve."""
+    spec = _target(manifest, target)
+    if isinstance(spec, Figure):
+        return True
+    return bool(required_metrics(manifest, target, scale_cfg)) or spec.runtime or spec.wall_time
 
 
 def plan(manifest: Manifest, scale_cfg: Mapping, target: str | None = None) -> list[Cell]:
     """Every cell the manifest's targets (or just ``target``) need at this scale, without duplicates."""
     out: dict[Cell, None] = {}
     for t in [target] if target else targets(manifest):
+        if not reads_runs(manifest, t, scale_cfg):
+            continue
         for model in target_models(manifest, t, scale_cfg):
             for method, setting in target_rows(manifest, t, scale_cfg):
                 for seed in seeds_for(manifest, method, scale_cfg):
@@ -217,6 +263,19 @@ def run_metrics(manifest: Manifest, scale_cfg: Mapping) -> dict[tuple[str, str, 
         for cell in plan(manifest, scale_cfg, t):
             out.setdefault(cell.run, set()).update(metrics)
     return {run: sorted(m) for run, m in out.items()}
+
+
+def study_model(manifest: Manifest, study: str, scale_cfg: Mapping) -> str:
+    """The model of a layer study at this scale: the paper's first model that runs here, else the
+    scale's first model (a stand-in, which the caption names)."""
+    spec = manifest.layer_studies[study]
+    models = scale_models(manifest, scale_cfg)
+    return next((m for m in spec.models if m in models), models[0])
+
+
+def layer_file(runs_dir: str | Path, model: str, block: int, layer: str, seed: int) -> Path:
+    """``runs/<model>/layers/b<block>.<layer>_s<seed>.pt``: one linear's weight, input Gram and mean."""
+    return Path(runs_dir) / model / "layers" / f"b{block}.{layer}_s{seed}.pt"
 
 
 def unique_runs(cells: Iterable[Cell]) -> list[tuple[str, str, str, int]]:

@@ -8,10 +8,10 @@ from typing import Mapping
 
 from reprise.io import atomic_path
 from reprise.papers.manifest import Manifest, Published, Tolerance
-from reprise.papers.plan import (is_smoke, perplexity_metrics, required_metrics, scale_models, scale_name, seeds,
+from reprise.papers.plan import (is_smoke, perplexity_metrics, required_metrics, scale_models, scale_name, paper_seeds,
                                  target_models)
 from reprise.papers.results import Results, summarise
-from reprise.papers.tables import SMOKE_LABEL, caption, fmt
+from reprise.papers.tables import SMOKE_LABEL, caption, fmt, study_caption
 
 PASS, FAIL, MISSING, NOT_REGENERATED, SMOKE = "pass", "fail", "missing", "not regenerated", "smoke"
 VERDICTS = (PASS, FAIL, MISSING, NOT_REGENERATED, SMOKE)
@@ -66,7 +66,7 @@ def _not_evaluated_reason(scale_cfg: Mapping) -> str:
 
 def report_cells(manifest: Manifest, scale_cfg: Mapping, results: Results) -> list[ReportCell]:
     smoke = is_smoke(scale_cfg)
-    s = seeds(scale_cfg)
+    s = paper_seeds(manifest, scale_cfg)
     cells = []
     for tid, table in manifest.scored().items():
         required = required_metrics(manifest, tid, scale_cfg)
@@ -89,6 +89,62 @@ def report_cells(manifest: Manifest, scale_cfg: Mapping, results: Results) -> li
                         v = verdict(mean, pub.value if pub else None, pub.tolerance if pub else None, smoke)
                         cells.append(ReportCell(**base, verdict=v, ours=mean, std=std, n_seeds=n, reason=pub.note if pub else None))
     return cells
+
+
+def claim_rows(manifest: Manifest, scale_cfg: Mapping, results: Results) -> list[dict]:
+    """Each relative claim recomputed from the regenerated rows: ``(method − best baseline) / best``.
+
+    ``perplexity`` stands for the table's first perplexity column, ``zeroshot`` for the mean of its
+    zero-shot columns at this scale; the baseline is the best regenerated one, never a published number."""
+    out = []
+    s = paper_seeds(manifest, scale_cfg)
+    for c in manifest.claims:
+        models = target_models(manifest, c.table, scale_cfg)
+        model = c.model if c.model in models else models[0]
+        required = required_metrics(manifest, c.table, scale_cfg)
+        metrics: list[str] = []
+        for m in c.metrics:
+            if m == "perplexity":
+                metrics += [x for x in required if "_ppl@" in x][:1]
+            elif m == "zeroshot":
+                metrics += [x for x in required if "/" in x]
+            else:
+                metrics.append(m)
+
+        def value(key: str) -> float | None:
+            method, setting = key.split("/", 1)
+            vals = [summarise(results, model, method, setting, m, s)[0] for m in metrics]
+            return None if not vals or any(v is None for v in vals) else sum(vals) / len(vals)
+
+        ours_v = value(c.method)
+        base = {b: value(b) for b in c.baselines}
+        known = {b: v for b, v in base.items() if v is not None}
+        best_key = (min if c.better == "lower" else max)(known, key=known.get) if known else None
+        rel = None
+        if ours_v is not None and best_key is not None and known[best_key] != 0:
+            rel = (ours_v - known[best_key]) / abs(known[best_key])
+        holds = None if rel is None else (rel < 0 if c.better == "lower" else rel > 0)
+        out.append({"claim": c, "model": model, "metrics": metrics, "ours": ours_v, "best": best_key,
+                    "best_value": known.get(best_key) if best_key else None, "rel": rel, "holds": holds,
+                    "stand_in": model != c.model})
+    return out
+
+
+def _claim_lines(rows: list[dict], smoke: bool) -> list[str]:
+    lines = ["", "## Relative claims, recomputed", "",
+             "Each claim is recomputed from this run's regenerated rows (the best regenerated baseline, not a "
+             "published one)." + (" Smoke numbers: a stand-in model and corpus, so a claim's direction is "
+                                   "plumbing, not evidence." if smoke else ""), "",
+             "| claim | model | metrics | published | ours | best baseline | holds here |", "|---|---|---|---:|---:|---|---|"]
+    for r in rows:
+        c = r["claim"]
+        ours = f"{r['rel'] * 100:+.1f}%" if r["rel"] is not None else "—"
+        best = f"{r['best']} ({r['best_value']:.4g})" if r["best"] else "—"
+        holds = "—" if r["holds"] is None else ("yes" if r["holds"] else "no")
+        model = r["model"] + (f" (stands in for {c.model})" if r["stand_in"] and c.model else "")
+        lines.append(f"| {c.text} [`{c.source}`] | {model} | {', '.join(r['metrics']) or '—'} | "
+                     f"{c.published * 100:+.1f}% | {ours} | {best} | {holds} |")
+    return lines
 
 
 def count_verdicts(cells: list[ReportCell]) -> dict[str, int]:
@@ -128,7 +184,7 @@ def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_
     counts = count_verdicts(cells)
     lines = [f"# Reproduction report: {manifest.title}", "",
              f"Paper `{manifest.paper}`; published numbers pinned to: {manifest.version.rstrip('. ')}.  ",
-             f"Scale: **{scale}**; seeds {', '.join(map(str, seeds(scale_cfg)))}; manifest `{manifest.path}`.", ""]
+             f"Scale: **{scale}**; seeds {', '.join(map(str, paper_seeds(manifest, scale_cfg)))}; manifest `{manifest.path}`.", ""]
     if is_smoke(scale_cfg):
         lines += [f"> {SMOKE_LABEL}.", ""]
     lines += ["## Summary", "", "| verdict | cells | meaning |", "|---|---:|---|"]
@@ -154,11 +210,17 @@ def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_
         lines += ["", "| model | row | metric | published | source | tolerance | ours | rel. diff | verdict | note |",
                   "|---|---|---|---:|---|---|---:|---:|---|---|"]
         lines += [_cell_line(c) for c in cells if c.table == tid]
+    if manifest.claims:
+        lines += _claim_lines(claim_rows(manifest, scale_cfg, results), is_smoke(scale_cfg))
     if cost:
         lines += _cost_lines(cost)
     if set(manifest.figures) - set(scored):
         lines += ["", "## Figures (regenerated, not compared)", ""]
         lines += [f"- `{fid}`: {caption(manifest, fid, scale_cfg)}" for fid in manifest.figures if fid not in scored]
+    if manifest.layer_studies:
+        lines += ["", "## Layer studies (regenerated, not compared)", "",
+                  "Single-layer experiments; the papers' numbers for them are not transcribed here.", ""]
+        lines += [f"- `{sid}`: {study_caption(manifest, sid, scale_cfg)}" for sid in manifest.layer_studies]
     lines += ["", "## Sources", ""]
     for src in manifest.sources.values():
         extra = "".join(f" {x}." for x in (src.version and f"Version: {src.version}", src.url and f"<{src.url}>") if x)

@@ -12,6 +12,7 @@ from reprise.io import ReproError
 from reprise.papers.plan import Cell, run_dir, unique_runs
 
 RUNTIME = "solve_seconds"  # pseudo-metric: total seconds of solve_log.csv
+WALL = "wall_seconds"  # pseudo-metric: the compress job's seconds, activation generation included (provenance.json)
 
 Run = tuple[str, str, str, int]
 Results = Mapping[Run, Mapping[str, float | None]]
@@ -61,6 +62,18 @@ def solve_seconds(directory: Path) -> float | None:
     return None if rows is None else total_seconds(rows)
 
 
+def wall_seconds(directory: Path) -> float | None:
+    """The compress job's ``wall_seconds`` from ``provenance.json`` in ``directory`` (None if absent)."""
+    prov = Path(directory) / "provenance.json"
+    if not prov.is_file():
+        return None
+    try:
+        value = json.loads(prov.read_text()).get("wall_seconds")
+    except json.JSONDecodeError as exc:
+        raise ReproError(f"{prov}: not valid JSON ({exc}); rerun the compress job that wrote it") from None
+    return None if value is None else float(value)
+
+
 def load_results(runs_dir: str | Path, cells: Iterable[Cell], metrics: Iterable[str], runtime: bool = False) -> dict[Run, dict[str, float | None]]:
     """Map each run of ``cells`` to ``{metric: value}`` for ``metrics`` (None where not evaluated yet).
 
@@ -75,6 +88,7 @@ def load_results(runs_dir: str | Path, cells: Iterable[Cell], metrics: Iterable[
         row = {m: found[m][0] if m in found else None for m in metrics}
         if runtime:
             row[RUNTIME] = solve_seconds(d)
+            row[WALL] = wall_seconds(d)
         out[run] = row
     return out
 

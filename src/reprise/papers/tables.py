@@ -8,8 +8,8 @@ from typing import Mapping
 from reprise.io import atomic_path
 from reprise.papers.manifest import Manifest
 from reprise.papers.plan import (blocks, figure_task, is_smoke, perplexity_metrics, required_metrics, scale_name,
-                                 scale_models, seeds, stand_in_models, target_models)
-from reprise.papers.results import RUNTIME, Results, summarise
+                                 scale_models, paper_seeds, stand_in_models, study_model, table_tasks, target_models)
+from reprise.papers.results import RUNTIME, WALL, Results, summarise
 
 SMOKE_LABEL = "SMOKE: substitute model and corpora; not comparable with published values"
 
@@ -20,7 +20,7 @@ def fmt(metric: str, value: float | None, std: float | None = None) -> str:
         return "—"
 
     def one(v: float) -> str:
-        if metric == RUNTIME:
+        if metric in (RUNTIME, WALL):
             return f"{v:.1f}"
         if "/" in metric:
             return f"{v:.4f}"
@@ -33,7 +33,7 @@ def caption(manifest: Manifest, target: str, scale_cfg: Mapping) -> str:
     """The target's caption plus what was run: scale, seeds, protocol, block slice, smoke label."""
     spec = manifest.tables.get(target) or manifest.figures[target]
     scale = scale_name(scale_cfg)
-    s = seeds(scale_cfg)
+    s = paper_seeds(manifest, scale_cfg)
     seqlen = scale_cfg.get("eval", {}).get("seqlen")
     sets = ", ".join(scale_cfg.get("eval", {}).get("testsets", []))
     parts = [spec.caption.rstrip(". ") + "."]
@@ -45,6 +45,14 @@ def caption(manifest: Manifest, target: str, scale_cfg: Mapping) -> str:
     if stand_in_models(manifest, target, scale_cfg):
         parts.append(f"The paper's models ({', '.join(spec.models)}) do not run at this scale; "
                      f"{', '.join(scale_models(manifest, scale_cfg))} stands in.")
+    if target in manifest.tables and manifest.tables[target].tasks is not None:
+        pairs = table_tasks(manifest, target, scale_cfg)
+        subs = [f"{used} stands in for {t}" for t, used in pairs if used and used != t]
+        left = [t for t, used in pairs if used is None]
+        if subs:
+            parts.append(f"Zero-shot: {'; '.join(subs)}.")
+        if left:
+            parts.append(f"Not evaluated at this scale (their datasets come from the Hugging Face hub): {', '.join(left)}.")
     task = getattr(spec, "task", None)
     if task:
         used = figure_task(manifest, target, scale_cfg)
@@ -59,11 +67,33 @@ def caption(manifest: Manifest, target: str, scale_cfg: Mapping) -> str:
     return " ".join(parts)
 
 
+def study_caption(manifest: Manifest, study: str, scale_cfg: Mapping) -> str:
+    """A layer study's caption plus the layer, the model (or its stand-in), the seed and the smoke label."""
+    spec = manifest.layer_studies[study]
+    model = study_model(manifest, study, scale_cfg)
+    seed = paper_seeds(manifest, scale_cfg)[0]
+    parts = [spec.caption.rstrip(". ") + "."]
+    parts.append(f"Layer: block {spec.block} {spec.layer} of {model}, calibration seed {seed}, scale "
+                 f"'{scale_name(scale_cfg)}'.")
+    if model not in spec.models:
+        parts.append(f"The paper's model ({', '.join(spec.models)}) does not run at this scale; {model} stands in.")
+    form = {"rel_err": "‖XΔWᵀ‖/‖XWᵀ‖", "rel_err_sq": "‖XΔWᵀ‖²/‖XWᵀ‖²"}[spec.error]
+    parts.append(f"Error: {form} on the calibration inputs ({spec.error}, from the objective tr(ΔW G ΔWᵀ) "
+                 "and reference energy tr(W G Wᵀ)).")
+    protocol = manifest.protocol.get(scale_name(scale_cfg))
+    if protocol:
+        parts.append(f"Protocol: {protocol.rstrip('. ')}.")
+    if is_smoke(scale_cfg):
+        parts.append(SMOKE_LABEL + ".")
+    return " ".join(parts)
+
+
 def table_frame(manifest: Manifest, table_id: str, scale_cfg: Mapping, results: Results) -> tuple[list[str], list[dict]]:
     """(metric columns, rows): one row per model × table row, each metric as (mean, std, n)."""
     table = manifest.tables[table_id]
-    metrics = required_metrics(manifest, table_id, scale_cfg) + ([RUNTIME] if table.runtime else [])
-    s = seeds(scale_cfg)
+    metrics = (required_metrics(manifest, table_id, scale_cfg) + ([RUNTIME] if table.runtime else [])
+               + ([WALL] if table.wall_time else []))
+    s = paper_seeds(manifest, scale_cfg)
     rows = []
     for model in target_models(manifest, table_id, scale_cfg):
         for r in table.rows:
