@@ -35,6 +35,20 @@ def test_accumulator_casts_low_precision_and_supports_fp64():
     torch.testing.assert_close(acc32.gram().double(), acc64.gram(), rtol=1e-5, atol=1e-5)
 
 
+def test_accumulator_mean_equals_activation_mean_over_batches():
+    X = _acts(2) + torch.linspace(-3, 3, 12)  # non-zero means
+    acc, acc64 = GramAccumulator(12), GramAccumulator(12, dtype=torch.float64)
+    for batch in X.split(1):
+        acc.add(batch)
+        acc64.add(batch)
+    flat = X.reshape(-1, 12)
+    assert acc.mean().shape == (12,) and acc.mean().dtype == torch.float32 and acc64.mean().dtype == torch.float64
+    torch.testing.assert_close(acc.mean(), flat.mean(0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(acc64.mean(), flat.double().mean(0))
+    with pytest.raises(ReproError, match="no tokens"):
+        GramAccumulator(12).mean()
+
+
 def test_accumulator_rejects_wrong_width_and_empty():
     acc = GramAccumulator(12)
     with pytest.raises(ReproError, match="in_features=12"):

@@ -4,6 +4,10 @@ Every solver takes ``G = XᵀX / n_tokens`` (DESIGN.md, "Interfaces"). Dividing 
 makes ``G`` independent of how many calibration tokens were used, so the per-layer objective
 ``tr(ΔW G ΔWᵀ)`` is a mean squared output error per token and relative damping means the
 same thing at every scale.
+
+The accumulator also keeps the running sum of the activations themselves (``in_features``
+floats), read out as the per-input mean ``E[x_j] = Σ_t x_tj / n_tokens``: DSnoT needs it and
+the Gram cannot give it back.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class GramAccumulator:
         self.in_features = in_features
         self.dtype = dtype
         self.sum = torch.zeros(in_features, in_features, dtype=dtype, device=device)
+        self.x_sum = torch.zeros(in_features, dtype=dtype, device=device)  # Σ_t x_t
         self.n_tokens = 0
 
     @property
@@ -49,6 +54,7 @@ class GramAccumulator:
         if flat.shape[0] == 0:
             return
         self.sum.addmm_(flat.T, flat)
+        self.x_sum += flat.sum(dim=0)
         self.n_tokens += flat.shape[0]
 
     def gram(self) -> torch.Tensor:
@@ -56,6 +62,12 @@ class GramAccumulator:
         if self.n_tokens == 0:
             raise ReproError("GramAccumulator.gram: no tokens were added; run the calibration forward pass first")
         return self.sum / self.n_tokens
+
+    def mean(self) -> torch.Tensor:
+        """Return the per-input activation mean ``Σ_t x_t / n_tokens``, shape ``(in_features,)``."""
+        if self.n_tokens == 0:
+            raise ReproError("GramAccumulator.mean: no tokens were added; run the calibration forward pass first")
+        return self.x_sum / self.n_tokens
 
     def __repr__(self) -> str:
         return (f"GramAccumulator(in_features={self.in_features}, dtype={self.dtype}, "
