@@ -85,11 +85,12 @@ def _damping_fields(damping: DampingRecord | None) -> dict[str, Any]:
 
 def _input_grams(block: nn.Module, linears: dict[str, nn.Linear], adapter, inputs: BlockInputs,
                  device: torch.device, gram_dtype: torch.dtype, keep: bool = False
-                 ) -> tuple[dict[str, tuple[torch.Tensor, int]], list[torch.Tensor]]:
+                 ) -> tuple[dict[str, tuple[torch.Tensor, int, torch.Tensor]], list[torch.Tensor]]:
     """One pass of ``block`` over ``inputs`` that accumulates the input Gram of each linear.
 
     Linears reading the same tensor (``adapter.shared_inputs``: q/k/v, gate/up) share one
-    accumulator. Returns ``{name: (G, n_tokens)}`` and the block outputs when ``keep``.
+    accumulator. Returns ``{name: (G, n_tokens, x_mean)}`` (``x_mean`` the per-input activation
+    mean from the same accumulator) and the block outputs when ``keep``.
     """
     sources = {name: adapter.gram_source(name) if adapter.gram_source(name) in linears else name for name in linears}
     accs = {src: GramAccumulator(linears[src].in_features, dtype=gram_dtype, device=device)
@@ -102,7 +103,8 @@ def _input_grams(block: nn.Module, linears: dict[str, nn.Linear], adapter, input
         for h in handles:
             h.remove()
     grams = {src: acc.gram() for src, acc in accs.items()}
-    return {name: (grams[src], accs[src].n_tokens) for name, src in sources.items()}, outs
+    means = {src: acc.mean() for src, acc in accs.items()}
+    return {name: (grams[src], accs[src].n_tokens, means[src]) for name, src in sources.items()}, outs
 
 
 def _compress_block(b: int, block: nn.Module, inputs: BlockInputs, adapter, groups: list[list[str]], method, cfg,
@@ -113,13 +115,14 @@ def _compress_block(b: int, block: nn.Module, inputs: BlockInputs, adapter, grou
         linears = {name: get_submodule(block, name) for name in group}
         grams, _ = _input_grams(block, linears, adapter, inputs, device, gram_dtype)
         for name, lin in linears.items():
-            G, n_tokens = grams[name]
+            G, n_tokens, x_mean = grams[name]
             W = lin.weight.data.to(torch.float32)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
             try:
-                res = method.solve(W, G, cfg)
+                layer_cfg = cfg if method.layer_config is None else method.config_for(cfg, adapter.role(name))
+                res = method.solve(W, G, layer_cfg, x_mean=x_mean if method.needs_mean else None)
             except ReproError as exc:
                 raise ReproError(f"block {b} {name}: {exc}") from exc
             seconds = time.perf_counter() - t0
@@ -199,7 +202,10 @@ def collect_layer_grams(model: nn.Module, calib_ids: torch.Tensor, blocks: list[
     """Weights and input Grams of every linear of ``blocks`` in the *uncompressed* model.
 
     The layer experiments and benchmarks solve these one layer at a time, outside the driver.
-    Returns ``{(block, layer): {"W": weight fp32, "G": Gram, "n_tokens": int}}``.
+    Returns ``{(block, layer): {"W": weight fp32, "G": Gram, "n_tokens": int, "x_mean": activation
+    mean (in_features,), "role": "attn" | "mlp" (or None when the adapter declares no roles)}}``,
+    all tensors on the CPU. A method with a ``layer_config`` hook (DSnoT) takes
+    ``method.config_for(cfg, role)``, as the driver does.
     """
     driver = driver or DriverConfig()
     adapter = adapter_for(model)
@@ -218,9 +224,10 @@ def collect_layer_grams(model: nn.Module, calib_ids: torch.Tensor, blocks: list[
             linears = {name: get_submodule(block, name) for name in adapter.linear_names}
             grams, outs = _input_grams(block, linears, adapter, inputs, device, gram_dtype, keep=more)
             for name, lin in linears.items():
-                G, n_tokens = grams[name]
+                G, n_tokens, x_mean = grams[name]
                 out[(b, name)] = {"W": lin.weight.data.to("cpu", torch.float32).clone(), "G": G.cpu(),
-                                  "n_tokens": n_tokens}
+                                  "n_tokens": n_tokens, "x_mean": x_mean.cpu(),
+                                  "role": adapter.role(name) if adapter.group_roles else None}
         elif more:
             outs = run_block(block, inputs, device)
         if more:

@@ -250,3 +250,26 @@ def check_inputs(method: str, W: Any, G: Any, needs_gram: bool) -> tuple[torch.T
         raise ReproError(f"{method}: G (the Gram matrix) has NaN/Inf entries; check the calibration activations")
     dtype = torch.promote_types(torch.promote_types(W.dtype, G.dtype), torch.float32)
     return W.to(dtype), G.to(dtype)
+
+
+def check_mean(method: str, x_mean: Any, W: torch.Tensor) -> torch.Tensor:
+    """Validate the per-input activation mean ``E[x_j]`` (shape ``(in_features,)``) for methods
+    that need it (DSnoT); return it in W's dtype. ``W`` is the already-checked weight."""
+    p = W.shape[1]
+    if x_mean is None:
+        raise ReproError(f"{method}: needs the activation mean of the layer inputs: the driver must pass "
+                         f"x_mean (E[x_j] over the calibration tokens, shape ({p},)), e.g. "
+                         f"GramAccumulator.mean(); got None")
+    if not isinstance(x_mean, torch.Tensor):
+        raise ReproError(f"{method}: x_mean must be a torch.Tensor of shape ({p},), got {type(x_mean).__name__}")
+    if tuple(x_mean.shape) != (p,):
+        raise ReproError(f"{method}: x_mean has shape {tuple(x_mean.shape)} but W has in_features={p}; "
+                         f"x_mean must be the per-input mean, shape ({p},)")
+    if not x_mean.is_floating_point():
+        raise ReproError(f"{method}: x_mean must be floating point, got {x_mean.dtype}")
+    if x_mean.device != W.device:
+        raise ReproError(f"{method}: x_mean is on {x_mean.device} but W is on {W.device}; put them on one device")
+    if not bool(torch.isfinite(x_mean).all()):
+        raise ReproError(f"{method}: x_mean (the activation mean) has NaN/Inf entries; "
+                         "check the calibration activations")
+    return x_mean.to(W.dtype)

@@ -26,6 +26,25 @@ class Adapter:
     sequential_groups: tuple[tuple[str, ...], ...]
     # Linears that read the very same input tensor: one Gram serves them all (saves the XᵀX product).
     shared_inputs: tuple[tuple[str, ...], ...] = ()
+    # The role of each sequential group, one entry per group: "attn" (attention projections) or
+    # "mlp" (feed-forward). Methods may treat the roles differently (DSnoT's skip_layer).
+    group_roles: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.group_roles and (len(self.group_roles) != len(self.sequential_groups)
+                                 or any(r not in ("attn", "mlp") for r in self.group_roles)):
+            raise ReproError(f"adapter {self.family!r}: group_roles {self.group_roles} must give one role, "
+                             f"'attn' or 'mlp', per sequential group ({len(self.sequential_groups)} groups)")
+
+    def role(self, name: str) -> str:
+        """``"attn"`` or ``"mlp"``: the role of the sequential group holding linear ``name``."""
+        if not self.group_roles:
+            raise ReproError(f"adapter {self.family!r} declares no group_roles; add one role ('attn' or 'mlp') "
+                             f"per sequential group in src/reprise/llm/models/adapters.py")
+        for group, role in zip(self.sequential_groups, self.group_roles):
+            if name in group:
+                return role
+        raise ReproError(f"adapter {self.family!r} has no linear {name!r}; known: {list(self.linear_names)}")
 
     def gram_source(self, name: str) -> str:
         """The linear whose input Gram ``name`` uses (itself unless it shares an input)."""
@@ -52,6 +71,9 @@ _FUSED_QKV_GROUPS = (
     ("mlp.dense_h_to_4h",),
     ("mlp.dense_4h_to_h",),
 )
+# Every supported family: two attention groups (the input projections, the output projection),
+# then two MLP groups (the up/gate projections, the down projection).
+_ATTN_ATTN_MLP_MLP = ("attn", "attn", "mlp", "mlp")
 
 ADAPTERS: dict[str, Adapter] = {
     a.family: a
@@ -70,6 +92,7 @@ ADAPTERS: dict[str, Adapter] = {
                 ("fc2",),
             ),
             shared_inputs=(("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"),),
+            group_roles=_ATTN_ATTN_MLP_MLP,
         ),
         Adapter(
             family="llama",
@@ -85,6 +108,7 @@ ADAPTERS: dict[str, Adapter] = {
                 ("mlp.down_proj",),
             ),
             shared_inputs=(("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"), ("mlp.up_proj", "mlp.gate_proj")),
+            group_roles=_ATTN_ATTN_MLP_MLP,
         ),
         Adapter(
             family="bloom",
@@ -94,6 +118,7 @@ ADAPTERS: dict[str, Adapter] = {
             post_modules=("transformer.ln_f",),
             head="lm_head",
             sequential_groups=_FUSED_QKV_GROUPS,
+            group_roles=_ATTN_ATTN_MLP_MLP,
         ),
         Adapter(
             family="falcon",
@@ -103,6 +128,7 @@ ADAPTERS: dict[str, Adapter] = {
             post_modules=("transformer.ln_f",),
             head="lm_head",
             sequential_groups=_FUSED_QKV_GROUPS,
+            group_roles=_ATTN_ATTN_MLP_MLP,
         ),
     )
 }
