@@ -114,4 +114,65 @@ def test_collected_grams_equal_xtx_of_the_dense_model(family):
         X = torch.cat(xs).reshape(-1, xs[0].shape[-1]).double()
         assert got[key]["n_tokens"] == X.shape[0]
         torch.testing.assert_close(got[key]["G"].double(), X.T @ X / X.shape[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got[key]["x_mean"].double(), X.mean(0), rtol=1e-4, atol=1e-5)
+        assert got[key]["x_mean"].device.type == "cpu" and got[key]["role"] == adapter.role(key[1])
         assert torch.equal(got[key]["W"], linears_of(blocks[key[0]], adapter)[key[1]].weight.float())
+
+
+@pytest.mark.parametrize("family", ["opt", "llama"])
+def test_dsnot_runs_end_to_end_and_keeps_wandas_mask_on_the_mlp(family):
+    """DSnoT's default skip_layer="mlp": the MLP linears keep the plain Wanda mask, the attention
+    linears are refined. With one dense pass per block, block 0's Grams are the same in both runs."""
+    from reprise.llm.driver import unpack_mask
+
+    ids = token_batch(4, 32, seed=2)
+    driver = DriverConfig(device="cpu", true_sequential=False)
+    dsnot_model, wanda_model = tiny_model(family), tiny_model(family)
+    with torch.no_grad():  # OPT: shifted LayerNorm biases give the inputs clearly non-zero means
+        for block in blocks_of(dsnot_model, adapter_for(dsnot_model)):
+            for ln in (m for m in block.modules() if isinstance(m, torch.nn.LayerNorm) and m.bias is not None):
+                ln.bias.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+        wanda_model.load_state_dict(dsnot_model.state_dict())
+    res = compress_model(dsnot_model, ids, "dsnot", {"sparsity": 0.5}, driver, progress=False)
+    ref = compress_model(wanda_model, ids, "wanda", {"sparsity": 0.5}, driver, progress=False)
+    adapter = adapter_for(dsnot_model)
+    assert len(res.rows) == len(ref.rows) and all(0.45 <= r["zero_frac"] for r in res.rows)
+    same = {}
+    for name in adapter.linear_names:
+        a = unpack_mask(res.extras[f"0.{name}.mask"], res.extras[f"0.{name}.mask_shape"])
+        b = unpack_mask(ref.extras[f"0.{name}.mask"], ref.extras[f"0.{name}.mask_shape"])
+        same[name] = torch.equal(a, b)
+    assert all(same[n] for n in adapter.linear_names if adapter.role(n) == "mlp"), same
+    assert not all(same[n] for n in adapter.linear_names if adapter.role(n) == "attn"), same
+
+
+def test_driver_passes_the_activation_mean_to_methods_that_need_it():
+    from reprise.llm.methods import get_method
+
+    seen = []
+    method = get_method("dsnot")
+    real = method.fn
+
+    def spy(W, G, cfg, *, x_mean):
+        seen.append((x_mean.shape, W.shape[1], cfg.max_cycles))
+        return real(W, G, cfg, x_mean=x_mean)
+
+    object.__setattr__(method, "fn", spy)  # Method is a frozen dataclass
+    try:
+        model = tiny_model("llama")
+        compress_model(model, token_batch(2, 16), "dsnot", {"sparsity": 0.5}, DriverConfig(device="cpu"),
+                       progress=False)
+    finally:
+        object.__setattr__(method, "fn", real)
+    adapter = adapter_for(model)
+    assert len(seen) == len(blocks_of(model, adapter)) * len(adapter.linear_names)
+    assert all(shape == (p,) for shape, p, _ in seen)
+    roles = [adapter.role(n) for n in adapter.linear_names] * len(blocks_of(model, adapter))
+    assert [c for _, _, c in seen] == [0 if r == "mlp" else 50 for r in roles]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_linear_has_a_role(family):
+    adapter = adapter_for(tiny_model(family))
+    roles = [adapter.role(n) for n in adapter.linear_names]
+    assert set(roles) == {"attn", "mlp"} and roles == sorted(roles)  # attention first, then the MLP

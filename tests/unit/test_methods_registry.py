@@ -26,7 +26,7 @@ def test_builtin_methods_are_registered():
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_objective_is_output_error_from_activations(name):
     W, G, X = _problem()
-    res = REGISTRY[name].solve(W, G)
+    res = REGISTRY[name].solve(W, G, x_mean=X.mean(0))  # ignored by the methods that do not need it
     assert res.weight.shape == W.shape and res.weight.dtype == torch.float32
     assert bool(torch.isfinite(res.weight).all())
     n = X.shape[0]
@@ -82,6 +82,11 @@ def test_layer_objective_matches_trace_form():
     (lambda W, G: solve("wanda", W[0], G), r"W must be .*2-D"),
     (lambda W, G: solve("sparsegpt", W, None), r"needs the Gram"),
     (lambda W, G: solve("magnitude", W[:, :30], G[:30, :30], nm="2:4"), r"divisible by 4"),
+    (lambda W, G: solve("dsnot", W, G), r"driver must pass x_mean .*shape \(32,\)"),
+    (lambda W, G: solve("dsnot", W, G, x_mean=torch.zeros(16)), r"x_mean has shape \(16,\) .*in_features=32"),
+    (lambda W, G: solve("dsnot", W, G, x_mean=torch.full((32,), float("nan"))), r"x_mean .*NaN"),
+    (lambda W, G: solve("dsnot", W, G, x_mean=[0.0] * 32), r"x_mean must be a torch.Tensor"),
+    (lambda W, G: solve("dsnot", W, G, x_mean=torch.zeros(32, dtype=torch.int64)), r"x_mean must be floating"),
 ])
 def test_bad_inputs_raise_clear_errors(call, match):
     W, G, _ = _problem()
@@ -96,3 +101,25 @@ def test_zero_damping_on_singular_gram_retries_in_solvers():
         res = solve(name, W, G, rel_damp=0.0)
         assert res.damping.retries > 0
         assert bool(torch.isfinite(res.weight).all()) and math.isfinite(res.objective)
+
+
+def test_mean_and_layer_hooks_are_declared_by_registration():
+    assert {n for n, m in REGISTRY.items() if m.needs_mean} >= {"dsnot"}
+    assert not get_method("wanda").needs_mean and get_method("wanda").layer_config is None
+    wanda = get_method("wanda")
+    cfg = wanda.make_config({"sparsity": 0.6})
+    assert wanda.config_for(cfg, "mlp") is cfg  # no hook: the config itself, whatever the role
+
+
+def test_methods_without_mean_ignore_it_and_keep_three_argument_core_functions():
+    W, G, X = _problem()
+    for name in ("wanda", "sparsegpt", "gptq"):
+        a, b = solve(name, W, G), solve(name, W, G, x_mean=X.mean(0))
+        assert torch.equal(a.weight, b.weight)
+
+
+def test_layer_config_hook_is_checked():
+    dsnot = get_method("dsnot")
+    cfg = dsnot.make_config({"sparsity": 0.5})
+    with pytest.raises(ReproError, match="role must be one of"):
+        dsnot.config_for(cfg, "embedding")

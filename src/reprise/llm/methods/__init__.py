@@ -18,6 +18,9 @@ from reprise.llm.methods.registry import REGISTRY, Method, get_method, register,
 
 # built-in methods register themselves on import
 from reprise.llm.methods import identity, rtn, gptq, magnitude, wanda, sparsegpt, quantease, quantease_outlier, awq  # noqa: E402,F401,I001
+from reprise.llm.methods import dsnot, admm_grad  # noqa: E402,F401,I001
+from reprise.llm.methods.admm_grad import AdmmGradConfig  # noqa: E402,I001
+from reprise.llm.methods.dsnot import DsnotConfig  # noqa: E402,I001
 from reprise.llm.methods.awq import AwqConfig
 from reprise.llm.methods.gptq import GptqConfig
 from reprise.llm.methods.quantease import QuantEaseConfig
@@ -25,6 +28,7 @@ from reprise.llm.methods.quantease_outlier import QuantEaseOutlierConfig
 from reprise.llm.methods.sparsegpt import SparseGptConfig
 
 __all__ = [
+    "AdmmGradConfig", "DsnotConfig",
     "REGISTRY", "Method", "MethodConfig", "NoConfig", "QuantConfig", "PruneConfig", "AwqConfig", "GptqConfig",
     "QuantEaseConfig", "QuantEaseOutlierConfig",
     "SparseGptConfig", "SolveResult", "check_inputs", "get_method", "layer_objective", "parse_nm",
