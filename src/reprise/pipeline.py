@@ -183,7 +183,7 @@ def extract_layer(model_dir: str | os.PathLike, calib_path: str | os.PathLike, b
     import torch
 
     record = {"W": rec["W"], "G": rec["G"].cpu(), "x_mean": rec.get("x_mean"), "n_tokens": int(rec["n_tokens"]),
-              "block": int(block), "layer": layer}
+              "block": int(block), "layer": layer, "role": rec.get("role")}
     out_path = Path(out_path)
     with atomic_path(out_path, suffix=".pt") as tmp:
         torch.save(record, tmp)

@@ -26,7 +26,7 @@ CUBIC_METHODS = {"gptq", "sparsegpt", "quantease", "quantease-outlier", "alps", 
 # paper's 30 sweeps; AWQ tries 20 scales and 20 clipping ratios, each one objective (2·q·p²).
 SWEEPS = {"quantease": 30 * 3, "quantease-outlier": 30 * 4, "awq": 40 * 2}
 # Iterative solvers with a factorisation per outer step (ADMM, alternating minimisation).
-ITERATIVE = {"alps": 30, "hassle-free": 30}
+ITERATIVE = {"alps": 30, "hassle-free": 30, "admm-grad": 5}
 
 
 @dataclass(frozen=True)

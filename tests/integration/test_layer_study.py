@@ -27,7 +27,7 @@ def layer(tmp_path_factory):
     mix = torch.eye(p) + 0.5 * torch.randn(p, p, generator=g) / p ** 0.5
     X = (torch.randn(n, p, generator=g) @ mix + 0.3) * torch.exp(0.4 * torch.randn(p, generator=g))
     rec = {"W": torch.randn(m, p, generator=g), "G": X.T @ X / n, "x_mean": X.mean(0), "n_tokens": n,
-           "block": 0, "layer": "self_attn.k_proj"}
+           "block": 0, "layer": "self_attn.k_proj", "role": "attn"}
     path = tmp_path_factory.mktemp("layers") / "b0.self_attn.k_proj_s0.pt"
     torch.save(rec, path)
     return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -49,14 +50,29 @@ def _prune_cfg(setting: float | str) -> dict[str, Any]:
     return {"nm": setting} if isinstance(setting, str) else {"sparsity": float(setting)}
 
 
-def _solve(method: str, W, G, x_mean, cfg: Mapping[str, Any]):
+@dataclass(frozen=True)
+class Layer:
+    """One linear on the solve device: weight, input Gram and mean, and its role ("attn" or "mlp")."""
+
+    W: torch.Tensor
+    G: torch.Tensor
+    x_mean: torch.Tensor | None
+    role: str | None = None
+
+
+def _solve(method: str, L: Layer, cfg: Mapping[str, Any]):
+    """The registered method on the layer, with the per-role config the driver would use (DSnoT
+    skips its refinement on MLP linears) and the input mean for methods that need it."""
     from reprise.llm.methods import get_method
 
     m = get_method(method)
+    config = m.make_config(dict(cfg))
+    if L.role is not None:
+        config = m.config_for(config, L.role)
     t0 = time.perf_counter()
-    res = m.solve(W, G, dict(cfg), x_mean=x_mean) if getattr(m, "needs_mean", False) else m.solve(W, G, dict(cfg))
-    if W.device.type == "cuda":
-        torch.cuda.synchronize(W.device)
+    res = m.solve(L.W, L.G, config, x_mean=L.x_mean) if m.needs_mean else m.solve(L.W, L.G, config)
+    if L.W.device.type == "cuda":
+        torch.cuda.synchronize(L.W.device)
     return res, time.perf_counter() - t0
 
 
@@ -69,15 +85,15 @@ def _record(rows: list[dict], row: str, column: str, objective: float, ref: floa
 # --------------------------------------------------------------------------- studies
 
 
-def _support_refit(spec, W, G, x_mean) -> list[dict]:
+def _support_refit(spec, L: Layer) -> list[dict]:
     """Error of the exact least-squares weights on the support each method picks."""
     from reprise.llm.methods import layer_objective
     from reprise.llm.methods.refit import exact_refit
 
-    ref, rows = layer_objective(W, None, G), []
+    W, G, ref, rows = L.W, L.G, layer_objective(L.W, None, L.G), []
     for method in spec.methods:
         for setting in (*spec.sparsities, *spec.patterns):
-            res, _ = _solve(method, W, G, x_mean, {**spec.configs.get(method, {}), **_prune_cfg(setting)})
+            res, _ = _solve(method, L, {**spec.configs.get(method, {}), **_prune_cfg(setting)})
             mask = res.mask if res.mask is not None else res.weight != 0
             t0 = time.perf_counter()
             best = exact_refit(G, W, mask, ridge=0.0)
@@ -87,28 +103,28 @@ def _support_refit(spec, W, G, x_mean) -> list[dict]:
     return rows
 
 
-def _refit_time(spec, W, G, x_mean) -> list[dict]:
+def _refit_time(spec, L: Layer) -> list[dict]:
     """For ``support``'s masks: no refit, the PCG refit (ALPS's post-processing) and the exact backsolve."""
     from reprise.llm.methods import layer_objective
 
-    ref, rows = layer_objective(W, None, G), []
+    W, G, ref, rows = L.W, L.G, layer_objective(L.W, None, L.G), []
     labels = {"none": "no refit", "pcg": "PCG refit", "exact": "exact backsolve"}
     for refit, label in labels.items():
         for setting in (*spec.sparsities, *spec.patterns):
             cfg = {**spec.configs.get("backsolve", {}), "support": spec.support, "refit": refit, **_prune_cfg(setting)}
-            res, seconds = _solve("backsolve", W, G, x_mean, cfg)
+            res, seconds = _solve("backsolve", L, cfg)
             _record(rows, label, _column(setting), res.objective, ref, spec.error, seconds, method="backsolve", refit=refit)
     return rows
 
 
-def _method_error(spec, W, G, x_mean) -> list[dict]:
+def _method_error(spec, L: Layer) -> list[dict]:
     """Each method's own error (its weights as returned) per sparsity."""
     from reprise.llm.methods import layer_objective
 
-    ref, rows = layer_objective(W, None, G), []
+    W, G, ref, rows = L.W, L.G, layer_objective(L.W, None, L.G), []
     for method in spec.methods:
         for setting in (*spec.sparsities, *spec.patterns):
-            res, seconds = _solve(method, W, G, x_mean, {**spec.configs.get(method, {}), **_prune_cfg(setting)})
+            res, seconds = _solve(method, L, {**spec.configs.get(method, {}), **_prune_cfg(setting)})
             _record(rows, spec.label(method), _column(setting), res.objective, ref, spec.error, seconds, method=method)
     return rows
 
@@ -120,11 +136,11 @@ def _schedules(spec) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def admm_traces(spec, W, G, x_mean) -> list[tuple[str, Any, torch.Tensor]]:
+def admm_traces(spec, L: Layer) -> list[tuple[str, Any, torch.Tensor]]:
     """(label, result, trace) of ALPS with the adaptive penalty and with each fixed penalty."""
     out = []
     for label, cfg in _schedules(spec):
-        res, _ = _solve("alps", W, G, x_mean, cfg)
+        res, _ = _solve("alps", L, cfg)
         trace = res.extras.get("admm_trace")
         if trace is None:
             raise ReproError("alps returned no admm_trace with trace: true; the solver and this study disagree")
@@ -132,12 +148,12 @@ def admm_traces(spec, W, G, x_mean) -> list[tuple[str, Any, torch.Tensor]]:
     return out
 
 
-def _rho_schedule(spec, W, G, x_mean) -> list[dict]:
+def _rho_schedule(spec, L: Layer) -> list[dict]:
     """Support change (% of the kept weights) at chosen ADMM iterations, adaptive versus fixed ρ."""
     from reprise.llm.methods import layer_objective
 
-    ref, rows = layer_objective(W, None, G), []
-    for label, res, trace in admm_traces(spec, W, G, x_mean):
+    W, G, ref, rows = L.W, L.G, layer_objective(L.W, None, L.G), []
+    for label, res, trace in admm_traces(spec, L):
         by_iter = {int(r[0]): float(r[2]) for r in trace.tolist()}
         for it in spec.iterations:
             v = by_iter.get(it)
@@ -164,8 +180,9 @@ def run_layer_study(spec, layer_path: str | Path, device: str = "auto") -> dict[
     dev = pick_device(device)
     W, G = rec["W"].to(dev), rec["G"].to(dev)
     x_mean = rec["x_mean"].to(dev) if rec.get("x_mean") is not None else None
-    log.info("layer study %s: block %d %s (W %s) on %s", spec.id, spec.block, spec.layer, tuple(W.shape), dev)
+    L = Layer(W, G, x_mean, rec.get("role"))
+    log.info("layer study %s: block %d %s (W %s, %s) on %s", spec.id, spec.block, spec.layer, tuple(W.shape), L.role, dev)
     info = {"shape": list(W.shape), "n_tokens": int(rec["n_tokens"]), "device": str(dev)}
     if spec.kind == "admm_convergence":
-        return {**info, "traces": [(label, trace.tolist()) for label, _res, trace in admm_traces(spec, W, G, x_mean)]}
-    return {**info, "rows": STUDIES[spec.kind](spec, W, G, x_mean)}
+        return {**info, "traces": [(label, trace.tolist()) for label, _res, trace in admm_traces(spec, L)]}
+    return {**info, "rows": STUDIES[spec.kind](spec, L)}
