@@ -21,6 +21,8 @@ from reprise.llm.methods import identity, rtn, gptq, magnitude, wanda, sparsegpt
 from reprise.llm.methods import dsnot, admm_grad  # noqa: E402,F401,I001
 from reprise.llm.methods.admm_grad import AdmmGradConfig  # noqa: E402,I001
 from reprise.llm.methods.dsnot import DsnotConfig  # noqa: E402,I001
+from reprise.llm.methods import refit, alps  # noqa: E402,F401,I001
+from reprise.llm.methods.alps import AlpsConfig, BacksolveConfig  # noqa: E402,I001
 from reprise.llm.methods.awq import AwqConfig
 from reprise.llm.methods.gptq import GptqConfig
 from reprise.llm.methods.quantease import QuantEaseConfig
@@ -29,6 +31,7 @@ from reprise.llm.methods.sparsegpt import SparseGptConfig
 
 __all__ = [
     "AdmmGradConfig", "DsnotConfig",
+    "AlpsConfig", "BacksolveConfig",
     "REGISTRY", "Method", "MethodConfig", "NoConfig", "QuantConfig", "PruneConfig", "AwqConfig", "GptqConfig",
     "QuantEaseConfig", "QuantEaseOutlierConfig",
     "SparseGptConfig", "SolveResult", "check_inputs", "get_method", "layer_objective", "parse_nm",
