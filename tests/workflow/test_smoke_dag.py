@@ -28,7 +28,8 @@ TINY_CONFIG = {
     "eval": {"seqlen": 64, "max_windows": 2, "testsets": ["enwiki-gensim"], "zeroshot_tasks": [], "batch_size": 1,
              "zeroshot_limit": 8, "zeroshot_batch_size": 8},
     "papers": {"baselines": {"models": ["tiny-llama"], "sparsities": [0.5, 0.8]},
-               "quantease": {"models": ["tiny-llama"], "tasks": {"lambada_openai": "enwiki-cloze"}}},
+               "quantease": {"models": ["tiny-llama"], "tasks": {"lambada_openai": "enwiki-cloze"}},
+               "alps": {"models": ["tiny-llama"], "sparsities": [0.5, 0.9]}},
     "driver": {"device": "cpu", "blocks": None, "batch_size": 4},
 }
 
@@ -78,6 +79,21 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
     assert spqr and spqr[0][metric] == ""  # shown, not regenerated
     qe_report = (qe / "report.md").read_text()
     assert "not regenerated" in qe_report and "## Figure `lambada_opt`" in qe_report
+    alps = work / "results" / "papers" / "alps"
+    for name in ("table2", "table3", "table6", "table9", "table_llama", "table1_support", "table1_refit", "table5_rho",
+                 "table7_admm_grad"):
+        assert (alps / f"{name}.csv").is_file() and (alps / f"{name}.tex").is_file(), name
+    for name in ("ppl_vs_sparsity", "admm_convergence"):
+        assert (alps / f"{name}.png").stat().st_size > 1000, name
+    with open(alps / "table2.csv", newline="") as fh:
+        t2 = {r["method"]: r for r in csv.DictReader(fh)}
+    assert set(t2) == {"dense", "magnitude", "sparsegpt", "wanda", "dsnot", "alps"}
+    assert all(float(r[metric]) > 1 and 0 <= float(r["enwiki-cloze/acc"]) <= 1 for r in t2.values())
+    with open(alps / "table6.csv", newline="") as fh:  # wall time includes activation generation
+        assert all(float(r["wall_seconds"]) >= float(r["solve_seconds"]) > 0 for r in csv.DictReader(fh))
+    alps_report = (alps / "report.md").read_text()
+    assert "## Relative claims, recomputed" in alps_report and "## Layer studies" in alps_report
+    assert not list((work / "runs" / "tiny-llama").glob("*/sp40/*"))  # Table 9 (MMLU only) solves nothing at smoke
     lam = json.loads((work / "runs/tiny-llama/quantease/w3/s0/eval/zeroshot-enwiki-cloze.json").read_text())
     assert 0 <= lam["metrics"]["enwiki-cloze/acc"] <= 1
     # every solve left its per-layer log and provenance; checkpoints were temporary at this scale
@@ -88,7 +104,17 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
     # cost accounting: one row per job from its benchmark file and provenance, grouped per method
     with open(results / "cost_jobs.csv", newline="") as fh:
         jobs = list(csv.DictReader(fh))
-    own = [log for log in logs if log.parts[-4] in {"rtn", "gptq", "magnitude", "wanda", "sparsegpt"}]
+    from reprise.papers import load_manifest
+    from reprise.papers.plan import run_metrics
+
+    tiny = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    for key, value in TINY_CONFIG.items():  # as snakemake merges --configfile into the defaults
+        tiny[key] = {**tiny[key], **value} if isinstance(value, dict) else value
+    tiny["papers"] = {p: {**yaml.safe_load((work / "config" / "config.yaml").read_text())["papers"].get(p, {}), **v}
+                      for p, v in TINY_CONFIG["papers"].items()}
+    baseline_runs = {(meth, setting) for (_m, meth, setting, _s) in
+                     run_metrics(load_manifest(work / "config" / "papers" / "baselines.yaml"), tiny)}
+    own = [log for log in logs if (log.parts[-4], log.parts[-3]) in baseline_runs]
     assert {(j["method"], j["setting"]) for j in jobs if j["stage"] == "compress"} == \
         {(log.parts[-4], log.parts[-3]) for log in own}
     assert sum(j["stage"] == "perplexity" for j in jobs) == len(own) + 1  # and the dense model
