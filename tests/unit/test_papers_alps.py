@@ -21,8 +21,8 @@ from reprise.papers.tables import caption, study_caption
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "config" / "papers" / "alps.yaml"
-TASKS_FULL = {t: t for t in ("lambada_openai", "mmlu", "piqa", "arc_easy", "arc_challenge")}
-TASKS_SMOKE = {"lambada_openai": "enwiki-cloze", "mmlu": "none", "piqa": "none", "arc_easy": "none",
+TASKS_FULL = {t: t for t in ("alps_lambada", "mmlu", "piqa", "arc_easy", "arc_challenge")}
+TASKS_SMOKE = {"alps_lambada": "enwiki-cloze", "mmlu": "none", "piqa": "none", "arc_easy": "none",
                "arc_challenge": "none"}
 
 
@@ -55,12 +55,12 @@ def test_inventory_targets_and_layer_studies(m):
 
 def test_table_tasks_map_to_stand_ins_or_are_left_out(m):
     assert required_metrics(m, "table2", cfg())[3:] == [f"{t}/acc" for t in
-                                                      ("mmlu", "piqa", "lambada_openai", "arc_easy", "arc_challenge")]
+                                                      ("mmlu", "piqa", "alps_lambada", "arc_easy", "arc_challenge")]
     assert required_metrics(m, "table2", SMOKE) == ["wikitext2_ppl@2048",
                                                     "ptb_ppl@2048", "c4_ppl@2048", "enwiki-cloze/acc"]
     assert table_tasks(m, "table3", SMOKE) == [("piqa", None), ("arc_easy", None), ("arc_challenge", None)]
     text = caption(m, "table2", SMOKE)
-    assert "enwiki-cloze stands in for lambada_openai" in text and "mmlu, piqa, arc_easy, arc_challenge" in text
+    assert "enwiki-cloze stands in for alps_lambada" in text and "mmlu, piqa, arc_easy, arc_challenge" in text
 
 
 def test_a_table_with_no_column_at_a_scale_plans_no_runs(m):
@@ -115,7 +115,7 @@ def test_claims_are_recomputed_against_the_best_regenerated_baseline(m):
         method, setting = key.split("/")
         for s in (0, 1, 2):
             res[("opt-30b", method, setting, s)].update({f"{t}/acc": acc for t in
-                                                        ("mmlu", "piqa", "lambada_openai", "arc_easy", "arc_challenge")})
+                                                        ("mmlu", "piqa", "alps_lambada", "arc_easy", "arc_challenge")})
     rows = {r["claim"].id: r for r in claim_rows(m, c, res)}
     ppl = rows["opt30b-ppl"]
     assert ppl["best"] == "sparsegpt/sp70" and math.isclose(ppl["rel"], (17 - 20) / 20) and ppl["holds"]
@@ -180,3 +180,19 @@ def test_bad_layer_studies_and_claims_fail_with_the_key(tmp_path):
     d["tables"]["table2"]["tasks"] = ["piqa", "piqa"]
     with pytest.raises(ReproError, match="tasks"):
         manifest_from_data(d, tmp_path / "alps.yaml")
+
+
+def test_alps_lambada_task_normalises_quotes_and_scores_the_raw_last_word():
+    # the packaged lm-eval task reproduces ALPS's lambada.py prompt (spec §1.9), checked on its templates
+    from lm_eval.tasks import TaskManager
+    from lm_eval.utils import apply_template
+
+    from reprise.llm.eval.zeroshot import packaged_tasks
+
+    tasks = packaged_tasks()
+    assert "alps_lambada" in TaskManager(include_path=[str(tasks["alps_lambada"])], include_defaults=False).all_tasks
+    spec = yaml.safe_load((tasks["alps_lambada"] / "alps_lambada.yaml").read_text())
+    doc = {"text": "She said \u201cgo\u201d and ``stop'' to him twice"}
+    assert apply_template(spec["doc_to_text"], doc) == '\nShe said "go" and "stop" to him'
+    assert apply_template(spec["doc_to_target"], doc) == " twice"
+    assert spec["target_delimiter"] == "" and [m["metric"] for m in spec["metric_list"]] == ["acc"]

@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))  # a checkout wor
 
 from reprise.io import ReproError
 from reprise.llm.data import TEST_SETS, dataset_key, load_registry, spec_file_name
+from reprise.llm.eval.zeroshot import packaged_tasks
 from reprise.llm.models import load_model_registry
 from reprise.metrics import eval_stem, ppl_metric
 from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
@@ -22,6 +23,7 @@ MANIFESTS = {
     paper: load_manifest(Path(config["registries"]["manifests"]) / f"{paper}.yaml") for paper in config["papers"]
 }
 check_config(config, MODELS, DATASETS, MANIFESTS)
+PACKAGED_TASKS = packaged_tasks()  # lm-eval tasks shipped with reprise (e.g. alps_lambada)
 DATASET_BY_KEY = {dataset_key(name, DATASETS): name for name in DATASETS}
 SCALE = config["scale"]
 CAL = config["calibration"]

@@ -28,7 +28,10 @@ rule perplexity:
 
 
 def _task_dir(wc):
-    return ["data/tasks/enwiki-cloze"] if wc.task == "enwiki-cloze" else []
+    """A local task's YAML directory: the generated cloze task, or a task shipped with the package."""
+    if wc.task == "enwiki-cloze":
+        return ["data/tasks/enwiki-cloze"]
+    return [str(PACKAGED_TASKS[wc.task])] if wc.task in PACKAGED_TASKS else []
 
 
 rule zeroshot:

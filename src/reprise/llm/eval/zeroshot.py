@@ -15,6 +15,14 @@ from typing import Any, Iterator, Sequence
 
 from reprise.io import ReproError
 
+#: lm-eval task YAMLs shipped with the package (a paper's own prompt or metric, as ALPS's LAMBADA)
+PACKAGED_TASK_DIR = Path(__file__).resolve().parent / "tasks"
+
+
+def packaged_tasks() -> dict[str, Path]:
+    """``{task name: its directory}`` for the YAMLs in ``PACKAGED_TASK_DIR``."""
+    return {f.stem: PACKAGED_TASK_DIR for f in sorted(PACKAGED_TASK_DIR.glob("*.yaml"))}
+
 
 @contextlib.contextmanager
 def _keep_global_rng() -> Iterator[None]:
