@@ -92,3 +92,11 @@ def test_slurm_profile_plans_the_full_grid_offline():
     _, lam = _job_resources(out, "zeroshot", "model=bloom-7b1, method=quantease, setting=w4, seed=0, "
                                               "task=lambada_openai")
     assert lam["gpu"] == "1"
+    # ALPS: five seeds, ADMM asks for more time than SparseGPT, the layer studies run as GPU jobs
+    _, alps = _job_resources(out, "compress", "model=opt-13b, method=alps, setting=sp70, seed=4")
+    _, sgpt = _job_resources(out, "compress", "model=opt-13b, method=sparsegpt, setting=sp70, seed=4")
+    assert alps["gpu"] == "1" and int(alps["runtime"]) > int(sgpt["runtime"])
+    assert "rule alps_table1_support:" in out and "rule layer_gram:" in out
+    study = next(c for c in out.split("\n\n") if "rule alps_table1_support:" in c)
+    assert "gpu=1" in study and "runs/opt-13b/layers/b0.self_attn.k_proj_s0.pt" in study
+    assert "task=alps_lambada" in out and "task=mmlu" in out
