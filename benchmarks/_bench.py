@@ -18,6 +18,28 @@ from reprise.llm.models import load_local  # noqa: E402
 from reprise.provenance import device_info, provenance  # noqa: E402
 
 
+def layer_bench_args(doc: str, repeats: int = 3, extra=None):
+    """The options every layer benchmark takes (model, calibration tokens, blocks, repeats, threads,
+    output folder), plus ``extra(parser)``'s; sets torch's thread count."""
+    import argparse
+
+    import torch
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--calib", required=True)
+    p.add_argument("--blocks", default="0,15,29")
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="benchmarks/results")
+    if extra:
+        extra(p)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    args.block_list = [int(x) for x in args.blocks.split(",")]
+    return args
+
+
 def layer_grams(model_dir: str, calib: str, blocks: list[int]) -> dict:
     """``{(block, layer): {"W", "G", "n_tokens"}}`` of the dense model on the calibration tokens."""
     model, _ = load_local(model_dir)

@@ -14,13 +14,11 @@ Goals (from the task): median objective ratio ALPS/SparseGPT <= 0.75 at every pa
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from _bench import layer_grams, timed_solve, write_outputs
+from _bench import layer_bench_args, layer_grams, timed_solve, write_outputs
 from reprise.llm.methods.alps import FAST_CONFIG
 
 PATTERNS = [("sp50", {"sparsity": 0.5}), ("sp70", {"sparsity": 0.7}), ("sp90", {"sparsity": 0.9}),
@@ -83,16 +81,8 @@ def goals_text(summary: pd.DataFrame) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", required=True)
-    p.add_argument("--calib", required=True)
-    p.add_argument("--blocks", default="0,15,29")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="benchmarks/results")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    df = run(args.model_dir, args.calib, [int(b) for b in args.blocks.split(",")], args.repeats)
+    args = layer_bench_args(__doc__)
+    df = run(args.model_dir, args.calib, args.block_list, args.repeats)
     summary = summarise(df)
     text = ("# bench_alps (objective and seconds as ratios to SparseGPT, same process, same Gram)\n\n"
             f"alps-fast = alps with {FAST_CONFIG}; vs_alps = objective / default ALPS's objective.\n\n"

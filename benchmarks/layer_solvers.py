@@ -9,13 +9,11 @@ its kind, run in the same process on the same Gram: RTN (same bits) for quantize
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from _bench import layer_grams, timed_solve, write_outputs
+from _bench import layer_bench_args, layer_grams, timed_solve, write_outputs
 
 # (label, method, config, reference label)
 CASES = [
@@ -58,16 +56,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", required=True)
-    p.add_argument("--calib", required=True)
-    p.add_argument("--blocks", default="0,15,29")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="benchmarks/results")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    df = run(args.model_dir, args.calib, [int(b) for b in args.blocks.split(",")], args.repeats)
+    args = layer_bench_args(__doc__)
+    df = run(args.model_dir, args.calib, args.block_list, args.repeats)
     summary = summarise(df)
     text = ("# bench_layer_solvers (ratios to the reference method, same process, same Gram)\n\n"
             + summary.to_markdown(index=False, floatfmt=".4g") + "\n")

@@ -13,13 +13,11 @@ AWQ is listed for orientation. The issue's goals are checked at the end of the r
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from _bench import layer_grams, timed_solve, write_outputs
+from _bench import layer_bench_args, layer_grams, timed_solve, write_outputs
 from reprise.llm.methods.quantease import FAST_CONFIG
 
 # (label, method, config); the bit width is added per run
@@ -93,18 +91,8 @@ def goals(summary: pd.DataFrame) -> list[str]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", required=True)
-    p.add_argument("--calib", required=True)
-    p.add_argument("--blocks", default="0,15,29")
-    p.add_argument("--bits", default="3,4")
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="benchmarks/results")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    df = run(args.model_dir, args.calib, [int(b) for b in args.blocks.split(",")],
-             [int(b) for b in args.bits.split(",")], args.repeats)
+    args = layer_bench_args(__doc__, repeats=1, extra=lambda p: p.add_argument("--bits", default="3,4"))
+    df = run(args.model_dir, args.calib, args.block_list, [int(b) for b in args.bits.split(",")], args.repeats)
     summary = summarise(df)
     fast = ", ".join(f"{k}={v}" for k, v in FAST_CONFIG.items())
     text = ("# bench_quantease (ratios to GPTQ / act-order GPTQ / QuantEase defaults, same process, same Gram)\n\n"
