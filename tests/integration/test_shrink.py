@@ -152,3 +152,36 @@ def test_bad_block_and_unsupported_family():
         plan_shrink(tiny_model("bloom"), {})
     with pytest.raises(ReproError, match=r"needs a model returned by shrink_model"):
         save_shrunk(tiny_model("opt"), None, "/nonexistent/never")
+
+
+def test_smollm2_shrinks_and_reloads(tmp_path, smollm2_dir):
+    """The real SmolLM2-135M (576 hidden, 9 heads in 3 key-value groups of 3, 1536 neurons): drop one
+    group and a third of the neurons in every block; the shrunk checkpoint reloads with the tokenizer
+    and gives the masked model's logits."""
+    from transformers import AutoModelForCausalLM
+
+    from reprise.llm.models import load_local
+
+    model, tokenizer = load_local(smollm2_dir)
+    model.config.use_cache = False
+    units = structure_units(model)
+    assert units == {"heads": 3, "neurons": 1536}
+    keep = _keep(model.config.num_hidden_layers, units, 2, 1024, seed=5)
+    ids = token_batch(1, 32, vocab=model.config.vocab_size, seed=6)
+    dense_params = parameter_count(model)
+    with torch.no_grad():
+        masked = mask_model(copy.deepcopy(model), keep)(input_ids=ids).logits
+    shrink_model(model, keep)
+    removed = model.config.num_hidden_layers * (512 * 3 * 576 + (3 * 64 * 576 + 2 * 64 * 576 + 3 * 64 * 576))
+    assert parameter_count(model) == dense_params - removed
+    out = save_shrunk(model, tokenizer, tmp_path / "shrunk")
+    reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert (reloaded.config.num_attention_heads, reloaded.config.num_key_value_heads,
+            reloaded.config.head_dim, reloaded.config.intermediate_size) == (6, 2, 64, 1024)
+    with torch.no_grad():
+        logits = reloaded(input_ids=ids).logits
+        assert torch.equal(logits, model(input_ids=ids).logits)  # the checkpoint holds the shrunk weights
+    # 30 fp32 blocks summed in a different order: float noise only, far below the pruning's effect
+    assert masked.abs().max() > 5
+    torch.testing.assert_close(logits, masked, atol=1e-3, rtol=1e-4)
+    assert (out / "tokenizer.json").is_file()
