@@ -204,6 +204,9 @@ class GroupProblem:
     def removal_costs(self, B: torch.Tensor, Hinv: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
         """``cost_u = tr(B_u (Hinv_uu)⁻¹ B_uᵀ)`` for every group (``inf`` for removed groups)."""
         g, k, m = self.g, self.k, self.m
+        if k == 1:  # neurons: cost_u = ‖B_:,u‖² / Hinv_uu (spec §4.3, vectorised)
+            d = torch.where(kept, Hinv.diagonal(), torch.ones_like(Hinv.diagonal()))
+            return ((B * B).sum(0) / d).masked_fill(~kept, math.inf)
         idx = torch.arange(self.p, device=B.device).reshape(g, k)
         blocks = Hinv[idx[:, :, None], idx[:, None, :]].clone()  # (g, k, k)
         eye = torch.eye(k, dtype=F64, device=B.device)
@@ -215,30 +218,39 @@ class GroupProblem:
 
     def addition_gains(self, B: torch.Tensor, Hinv: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
         """``gain_a = tr(ρ_a C_a⁻¹ ρ_aᵀ)``: the exact decrease of ``f`` from adding group ``a`` back
-        (``-inf`` for kept groups). ``C_a = H_aa − H_a,: Hinv H_:,a``, ``ρ = W₀H − BH``."""
-        g, k, m = self.g, self.k, self.m
-        HH = self.H @ Hinv
-        Schur = self.H - HH @ self.H
-        R = self.C - B @ self.H
-        idx = torch.arange(self.p, device=B.device).reshape(g, k)
-        blocks = Schur[idx[:, :, None], idx[:, None, :]].clone()
+        (``-inf`` for kept groups), with ``C_a = H_aa − H_a,: Hinv H_:,a`` and ``ρ = W₀H − BH``.
+        Only the removed groups' columns are formed: ``O(p²·|removed|·κ + m·p·|removed|·κ)``."""
+        k, m = self.k, self.m
+        gain = torch.full((self.g,), -math.inf, dtype=F64, device=B.device)
+        removed = torch.nonzero(~kept).flatten()
+        if removed.numel() == 0:
+            return gain
+        cols = self.cols(removed)  # (r·k,)
+        Hc = self.H[:, cols]  # (p, r·k)
+        Schur = Hc[cols, :] - Hc.T @ (Hinv @ Hc)  # (r·k, r·k); only its diagonal blocks are used
+        r = removed.numel()
+        ar = torch.arange(r * k, device=B.device).reshape(r, k)
+        blocks = Schur[ar[:, :, None], ar[:, None, :]]
         blocks = 0.5 * (blocks + blocks.transpose(1, 2))
-        blocks[kept] = torch.eye(k, dtype=F64, device=B.device)
-        Rt = R.reshape(m, g, k).permute(1, 2, 0)
+        R = self.C[:, cols] - B @ Hc  # (m, r·k)
+        Rt = R.reshape(m, r, k).permute(1, 2, 0)  # (r, k, m)
         X = torch.linalg.solve(blocks, Rt)
-        gain = (Rt * X).sum(dim=(1, 2))
-        return gain.masked_fill(kept, -math.inf)
+        gain[removed] = (Rt * X).sum(dim=(1, 2))
+        return gain
 
-    def remove(self, B: torch.Tensor, Hinv: torch.Tensor, kept: torch.Tensor,
-               groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Remove ``groups`` jointly: the OBS update of ``B`` and the Schur downdate of ``Hinv``."""
+    def remove(self, B: torch.Tensor, Hinv: torch.Tensor, kept: torch.Tensor, groups: torch.Tensor,
+               inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Remove ``groups`` jointly: the OBS update of ``B`` and the Schur downdate of ``Hinv``
+        (``inplace``: overwrite ``B`` and ``Hinv`` instead of copying them)."""
         U = self.cols(groups)
         HUU = Hinv[U[:, None], U[None, :]]
         HUU = 0.5 * (HUU + HUU.T)
         L = torch.linalg.cholesky(HUU)
         rows = Hinv[U, :]  # (|U|, p)
-        Bnew = B - torch.cholesky_solve(B[:, U].T, L).T @ rows
-        Hnew = Hinv - rows.T @ torch.cholesky_solve(rows, L)
+        Bnew = B if inplace else B.clone()
+        Hnew = Hinv if inplace else Hinv.clone()
+        Bnew.sub_(torch.cholesky_solve(B[:, U].T, L).T @ rows)
+        Hnew.sub_(rows.T @ torch.cholesky_solve(rows, L))
         Bnew[:, U] = 0
         Hnew[U, :] = 0
         Hnew[:, U] = 0
@@ -271,7 +283,7 @@ def greedy_eliminate(P: GroupProblem, per_round: int) -> tuple[torch.Tensor, lis
     rounds: list[torch.Tensor] = []
     for size in round_sizes(P.n_remove - int(P.zero_groups.sum()), per_round):
         U = _cheapest(P.removal_costs(B, Hinv, kept), size)
-        B, Hinv, kept = P.remove(B, Hinv, kept, U)
+        B, Hinv, kept = P.remove(B, Hinv, kept, U, inplace=True)
         rounds.append(U)
     return kept, rounds
 
