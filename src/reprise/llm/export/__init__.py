@@ -2,8 +2,9 @@
 from reprise.llm.export.checkpoint import load_compressed, load_masks, save_compressed
 from reprise.llm.export.shrink import (
     ShrinkPlan, mask_model, normalize_keep, parameter_count, plan_shrink, save_shrunk, shrink_model, structure_units,
+    unit_layout,
 )
 
 __all__ = ["load_compressed", "load_masks", "save_compressed"]
 __all__ += ["ShrinkPlan", "mask_model", "normalize_keep", "parameter_count", "plan_shrink", "save_shrunk",
-            "shrink_model", "structure_units"]
+            "shrink_model", "structure_units", "unit_layout"]

@@ -117,6 +117,17 @@ def structure_units(model: nn.Module) -> dict[str, int]:
     return {"heads": g["units"], "neurons": g["ffn"]}
 
 
+def unit_layout(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Where each kind of unit is pruned: ``{"heads" | "neurons": {"consumer": dotted linear name,
+    "width": input columns per unit, "units": units per block}}``. A Llama attention unit is one
+    key-value group, ``group · head_dim`` contiguous ``o_proj`` columns (its query heads)."""
+    _, s = _structure(model)
+    g = _geometry(model, s)
+    heads_width = g["group"] * g["head_dim"] if s.gqa else g["head_dim"]
+    return {"heads": {"consumer": s.o, "width": heads_width, "units": g["units"]},
+            "neurons": {"consumer": s.ffn_consumer, "width": 1, "units": g["ffn"]}}
+
+
 def _as_index(value: Any, n: int, where: str) -> torch.Tensor:
     t = torch.as_tensor(value)
     if t.dim() != 1 or (t.numel() and (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)):

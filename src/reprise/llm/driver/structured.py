@@ -1,0 +1,118 @@
+"""The structured-pruning driver (OSSCAR, spec §4.4): per block, prune attention units and FFN
+neurons as input groups of their consumer linears, then propagate through the pruned block.
+
+As OSSCAR's ``opt_prune.py`` does, only the two consumers are solved (``out_proj``/``o_proj`` and
+``fc2``/``down_proj``), both from the Grams of one dense forward of the block (the FFN Gram is not
+refreshed after the attention is pruned), and the pruned block is re-run to give the next block
+its inputs. Zeroing a unit's consumer columns makes its producer rows irrelevant; the keep-set
+returned here is what ``reprise.llm.export.shrink_model`` removes physically.
+
+The unit layout (consumer name, columns per unit, units per block, for ``"heads"`` and
+``"neurons"``) comes from the caller (``reprise.llm.export.unit_layout``), so the driver keeps to
+its dependencies (methods and models only).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from reprise.io import ReproError
+from reprise.llm.driver.config import DriverConfig
+from reprise.llm.gram import GramAccumulator
+from reprise.llm.methods import get_method
+from reprise.llm.models.adapters import adapter_for, blocks_of, get_submodule
+from reprise.llm.models.blockwise import BlockInputs, capture_inputs, pick_device, run_block
+
+log = logging.getLogger("reprise.driver")
+KINDS = ("heads", "neurons")
+
+
+@dataclass
+class StructuredResult:
+    rows: list[dict[str, Any]]  # per block and kind: objective, rel_err, units kept, seconds
+    keep: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # kept units per block
+    seconds: float = 0.0
+
+
+def _kind_config(method, config: Mapping[str, Any], kind: str, width: int) -> Any:
+    """The method's config for one kind: ``config`` with ``<kind>_sparsity`` (if given) as the
+    sparsity and the unit width as the group size."""
+    cfg = {k: v for k, v in config.items() if k not in ("heads_sparsity", "neurons_sparsity")}
+    if f"{kind}_sparsity" in config:
+        cfg["sparsity"] = config[f"{kind}_sparsity"]
+    cfg["group_size"] = width
+    return method.make_config(cfg)
+
+
+@torch.no_grad()
+def prune_structured(model: nn.Module, calib_ids: torch.Tensor, method_name: str, config: Mapping[str, Any],
+                     layout: Mapping[str, Mapping[str, Any]], driver: DriverConfig | None = None,
+                     kinds: tuple[str, ...] = KINDS) -> StructuredResult:
+    """Prune ``model`` in place: every block's attention units and FFN neurons by ``method_name``
+    (``osscar``, ``mp``, ``mp-plus``, ``ziplm``: registered structured solvers taking ``group_size``).
+
+    ``config`` is the solver's config; ``heads_sparsity``/``neurons_sparsity`` override its
+    ``sparsity`` per kind (OSSCAR's ``sp_out``/``sp``). Returns the per-block log and keep-set.
+    """
+    driver = driver or DriverConfig()
+    method = get_method(method_name)
+    unknown = [k for k in kinds if k not in KINDS or k not in layout]
+    if unknown:
+        raise ReproError(f"prune_structured: unknown unit kind(s) {unknown}; use {list(KINDS)} from the layout")
+    cfgs = {k: _kind_config(method, config, k, int(layout[k]["width"])) for k in kinds}
+    if calib_ids.ndim != 2:
+        raise ReproError(f"calibration tokens must be [n, L], got shape {tuple(calib_ids.shape)}")
+    adapter = adapter_for(model)
+    device = pick_device(driver.device)
+    blocks = blocks_of(model, adapter)
+    start, stop = driver.blocks or (0, len(blocks))
+    t_start = time.perf_counter()
+    inputs = capture_inputs(model, adapter, calib_ids, driver.batch_size, device,
+                            store_device="cpu" if driver.offload else device)
+    gram_dtype = getattr(torch, driver.gram_dtype)
+    result = StructuredResult(rows=[])
+    for b in range(stop):
+        block = blocks[b].to(device)
+        if b >= start:
+            consumers = {k: get_submodule(block, layout[k]["consumer"]) for k in kinds}
+            accs = {k: GramAccumulator(lin.in_features, dtype=gram_dtype, device=device) for k, lin in consumers.items()}
+            handles = [lin.register_forward_hook(lambda _m, inp, _o, acc=accs[k]: acc.add(inp[0].detach()))
+                       for k, lin in consumers.items()]
+            try:
+                run_block(block, inputs, device)  # one dense pass gives both Grams (no refresh in between)
+            finally:
+                for h in handles:
+                    h.remove()
+            result.keep[b] = {}
+            for kind in kinds:
+                lin, G = consumers[kind], accs[kind].gram()
+                W = lin.weight.data.to(torch.float32)
+                t0 = time.perf_counter()
+                try:
+                    res = method.solve(W, G, cfgs[kind])
+                except ReproError as exc:
+                    raise ReproError(f"block {b} {layout[kind]['consumer']}: {exc}") from exc
+                seconds = time.perf_counter() - t0
+                kept = res.extras.get("kept_groups")
+                if kept is None:
+                    raise ReproError(f"{method_name} returned no kept_groups; it is not a structured solver")
+                lin.weight.data.copy_(res.weight.to(lin.weight.dtype))
+                result.keep[b][kind] = torch.as_tensor(kept, dtype=torch.long).cpu()
+                row = {"block": b, "layer": layout[kind]["consumer"], "kind": kind, "method": method_name,
+                       "units": int(layout[kind]["units"]), "kept": int(len(kept)),
+                       "objective": float(res.objective), "ref_energy": float(res.ref_energy),
+                       "rel_err": float(res.rel_err), "seconds": round(seconds, 4), "device": str(device)}
+                result.rows.append(row)
+                log.info("block %2d %-18s %s kept %d/%d rel_err=%.4f t=%.2fs", b, row["layer"], kind, row["kept"],
+                         row["units"], row["rel_err"], seconds)
+        if b + 1 < stop:
+            inputs = BlockInputs(run_block(block, inputs, device, store_device=inputs.hidden[0].device), inputs.kwargs)
+        if driver.offload and device.type != "cpu":
+            blocks[b].to("cpu")
+    result.seconds = time.perf_counter() - t_start
+    return result
