@@ -73,7 +73,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
     for name in ("bits", "group_size", "sparsity", "nm"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
-    method.Config.from_dict(config)  # fail on a bad key before loading anything
+    from reprise.llm.driver.structured import check_config, is_structured
+
+    if is_structured(method):  # heads_sparsity / neurons_sparsity beside the solver's keys
+        check_config(method, config)
+    else:
+        method.Config.from_dict(config)  # fail on a bad key before loading anything
 
     models = load_model_registry(args.models)
     spec = resolve_spec(args.model, models)
@@ -95,7 +100,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
                                 resume_dir=out.parent / f".{out.name}.resume",
                                 context={"model": spec.key, "cli": True})
     calib_path.unlink(missing_ok=True)
-    print(json.dumps({k: summary[k] for k in ("method", "config", "layers", "mean_rel_err", "solve_seconds")}, indent=2))
+    shown = ("method", "config", "layers", "mean_rel_err", "solve_seconds", "kept", "dense_parameters", "parameters",
+             "shrunk")  # the last four for structured pruning
+    print(json.dumps({k: summary[k] for k in shown if k in summary}, indent=2))
     print(f"wrote {out}/model (reload with AutoModelForCausalLM.from_pretrained), solve_log.csv, provenance.json")
     return 0
 

@@ -130,7 +130,11 @@ def compress(model_dir: str | os.PathLike, calib_path: str | os.PathLike, method
     from reprise.llm.models import load_local
 
     out_dir = Path(out_dir)
+    from reprise.llm.driver.structured import is_structured
+
     method_obj = get_method(method)
+    if is_structured(method_obj):
+        return compress_structured(model_dir, calib_path, method, config, out_dir, driver, dtype, save_model, context)
     cfg = method_obj.Config.from_dict(dict(config))  # validate before loading anything heavy
     driver_cfg = DriverConfig.from_dict(dict(driver or {}))
     calib, calib_meta = load_tokens(calib_path)
@@ -162,6 +166,67 @@ def compress(model_dir: str | os.PathLike, calib_path: str | os.PathLike, method
         import shutil
 
         shutil.rmtree(resume_dir, ignore_errors=True)  # finished: the resume state is no longer needed
+    return summary
+
+
+STRUCTURED_LOG_COLUMNS = ("block", "layer", "kind", "method", "units", "kept", "objective", "ref_energy", "rel_err",
+                          "seconds", "device")
+
+
+def compress_structured(model_dir: str | os.PathLike, calib_path: str | os.PathLike, method: str,
+                        config: Mapping[str, Any], out_dir: str | os.PathLike, driver: Mapping[str, Any] | None = None,
+                        dtype: str = "float32", save_model: bool = True,
+                        context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Structured pruning of attention units and FFN neurons (``reprise.llm.driver.structured``).
+
+    When every block is pruned (equal unit counts), the model is shrunk physically and saved with
+    ``save_shrunk``; with a block slice (smoke) the config cannot express per-block widths, so the
+    pruned structure is masked (zeroed) in place and saved at full size, as ``compression.json`` says.
+    """
+    from reprise.llm.data import load_tokens
+    from reprise.llm.driver import DriverConfig
+    from reprise.llm.driver.structured import KINDS, check_config, prune_structured
+    from reprise.llm.export import mask_model, parameter_count, save_compressed, save_shrunk, shrink_model, unit_layout
+    from reprise.llm.methods import get_method
+    from reprise.llm.models import load_local
+
+    out_dir = Path(out_dir)
+    check_config(get_method(method), config)  # before loading anything heavy
+    driver_cfg = DriverConfig.from_dict(dict(driver or {}))
+    calib, calib_meta = load_tokens(calib_path)
+    source_file = Path(model_dir) / "source.json"
+    source = read_json(source_file) if source_file.is_file() else {}
+    model, tokenizer = load_local(model_dir, dtype=dtype)
+    dense_params = parameter_count(model)
+    t0 = time.perf_counter()
+    result = prune_structured(model, calib, method, dict(config), unit_layout(model), driver_cfg)
+    seconds = time.perf_counter() - t0
+    every_block = len(result.keep) == model.config.num_hidden_layers
+    summary = {
+        "method": method, "config": dict(config), "driver": driver_cfg.to_dict(), "layers": len(result.rows),
+        "objective_sum": sum(r["objective"] for r in result.rows),
+        "mean_rel_err": sum(r["rel_err"] for r in result.rows) / max(len(result.rows), 1),
+        "solve_seconds": sum(r["seconds"] for r in result.rows), "wall_seconds": seconds,
+        "kept": {k: sorted({r["kept"] for r in result.rows if r["kind"] == k}) for k in KINDS},
+        "dense_parameters": dense_params, "shrunk": every_block,
+    }
+    if every_block:
+        shrink_model(model, result.keep)
+    else:
+        mask_model(model, result.keep)
+    summary["parameters"] = parameter_count(model)
+    if save_model:
+        info = {**summary, "base_model": str(model_dir)}
+        if every_block:
+            save_shrunk(model, tokenizer, out_dir / "model", info)
+        else:
+            save_compressed(model, tokenizer, out_dir / "model", {**info, "note": "block slice: pruned units are "
+                            "zeroed, not removed (one FFN width and head count per config)"})
+    with atomic_path(out_dir / "solve_log.csv", ".csv") as tmp:
+        tmp.write_text(_csv_text(result.rows, STRUCTURED_LOG_COLUMNS))
+    write_json(out_dir / "provenance.json", provenance(
+        stage="compress", **summary, context=dict(context or {}), model_source=source, calibration=calib_meta,
+        calibration_sha256=sha256_file(calib_path), device=device_info(driver_cfg.device)))
     return summary
 
 

@@ -39,6 +39,20 @@ class StructuredResult:
     seconds: float = 0.0
 
 
+def is_structured(method) -> bool:
+    """Structured solvers (OSSCAR, MP, MP+, ZipLM) prune input groups of the consumer linears."""
+    from reprise.llm.methods.osscar import StructuredConfig
+
+    return issubclass(method.Config, StructuredConfig)
+
+
+def check_config(method, config: Mapping[str, Any]) -> None:
+    """Validate a structured run's config (the solver's keys plus ``heads_sparsity`` /
+    ``neurons_sparsity``) before any model is loaded."""
+    for kind in KINDS:
+        _kind_config(method, config, kind, 1)
+
+
 def _kind_config(method, config: Mapping[str, Any], kind: str, width: int) -> Any:
     """The method's config for one kind: ``config`` with ``<kind>_sparsity`` (if given) as the
     sparsity and the unit width as the group size."""
