@@ -118,50 +118,67 @@ def _csv_text(rows: list[dict[str, Any]], columns) -> str:
     return buf.getvalue()
 
 
+def _load_for_compress(model_dir: str | os.PathLike, calib_path: str | os.PathLike, dtype: str):
+    """Calibration tokens and their record, the model's source record, the model and tokenizer."""
+    from reprise.llm.data import load_tokens
+    from reprise.llm.models import load_local
+
+    calib, calib_meta = load_tokens(calib_path)
+    source_file = Path(model_dir) / "source.json"
+    source = read_json(source_file) if source_file.is_file() else {}
+    model, tokenizer = load_local(model_dir, dtype=dtype)
+    return calib, calib_meta, source, model, tokenizer
+
+
+def _solve_summary(method: str, config: Mapping[str, Any], driver_cfg: Any, rows: list[dict[str, Any]],
+                   seconds: float) -> dict[str, Any]:
+    """What every compress job reports: config, layer count, summed objective, mean rel_err, times."""
+    return {
+        "method": method, "config": dict(config), "driver": driver_cfg.to_dict(), "layers": len(rows),
+        "objective_sum": sum(r["objective"] for r in rows),
+        "mean_rel_err": sum(r["rel_err"] for r in rows) / max(len(rows), 1),
+        "solve_seconds": sum(r["seconds"] for r in rows), "wall_seconds": seconds,
+    }
+
+
+def _write_run_records(out_dir: Path, rows: list[dict[str, Any]], columns, summary: Mapping[str, Any],
+                       context: Mapping[str, Any] | None, source: Mapping[str, Any], calib_meta: Mapping[str, Any],
+                       calib_path: str | os.PathLike, device: str, **extra: Any) -> None:
+    """``solve_log.csv``, then ``provenance.json`` last (its presence marks the job finished)."""
+    with atomic_path(out_dir / "solve_log.csv", ".csv") as tmp:
+        tmp.write_text(_csv_text(rows, columns))
+    write_json(out_dir / "provenance.json", provenance(
+        stage="compress", **summary, context=dict(context or {}), model_source=source, calibration=calib_meta,
+        calibration_sha256=sha256_file(calib_path), **extra, device=device_info(device)))
+
+
 def compress(model_dir: str | os.PathLike, calib_path: str | os.PathLike, method: str, config: Mapping[str, Any],
              out_dir: str | os.PathLike, driver: Mapping[str, Any] | None = None, dtype: str = "float32",
              resume_dir: str | os.PathLike | None = None, save_model: bool = True,
              context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Compress the model in ``model_dir`` with ``method``; write ``out_dir/{model/, solve_log.csv, provenance.json}``."""
-    from reprise.llm.data import load_tokens
     from reprise.llm.driver import LOG_COLUMNS, DriverConfig, compress_model
+    from reprise.llm.driver.structured import is_structured
     from reprise.llm.export import save_compressed
     from reprise.llm.methods import get_method
-    from reprise.llm.models import load_local
 
     out_dir = Path(out_dir)
-    from reprise.llm.driver.structured import is_structured
-
     method_obj = get_method(method)
     if is_structured(method_obj):
         return compress_structured(model_dir, calib_path, method, config, out_dir, driver, dtype, save_model, context)
     cfg = method_obj.Config.from_dict(dict(config))  # validate before loading anything heavy
     driver_cfg = DriverConfig.from_dict(dict(driver or {}))
-    calib, calib_meta = load_tokens(calib_path)
-    source_file = Path(model_dir) / "source.json"
-    source = read_json(source_file) if source_file.is_file() else {}
-    model, tokenizer = load_local(model_dir, dtype=dtype)
+    calib, calib_meta, source, model, tokenizer = _load_for_compress(model_dir, calib_path, dtype)
     data_fp = {"weights": source.get("weights_sha256"), "calib": calib_meta.get("windows_sha256")}
     t0 = time.perf_counter()
     result = compress_model(model, calib, method, cfg.to_dict(), driver_cfg, resume_dir=resume_dir,
                             data_fingerprint=data_fp)
-    seconds = time.perf_counter() - t0
-    summary = {
-        "method": method, "config": cfg.to_dict(), "driver": driver_cfg.to_dict(), "layers": len(result.rows),
-        "objective_sum": sum(r["objective"] for r in result.rows),
-        "mean_rel_err": sum(r["rel_err"] for r in result.rows) / max(len(result.rows), 1),
-        "solve_seconds": sum(r["seconds"] for r in result.rows), "wall_seconds": seconds,
-        "resumed_blocks": result.resumed_blocks,
-    }
+    summary = {**_solve_summary(method, cfg.to_dict(), driver_cfg, result.rows, time.perf_counter() - t0),
+               "resumed_blocks": result.resumed_blocks}
     if save_model:
         save_compressed(model, tokenizer, out_dir / "model", {**summary, "base_model": str(model_dir)}, result.extras)
-    with atomic_path(out_dir / "solve_log.csv", ".csv") as tmp:
-        tmp.write_text(_csv_text(result.rows, LOG_COLUMNS))
-    write_json(out_dir / "provenance.json", provenance(
-        stage="compress", **summary, context=dict(context or {}), model_source=source,
-        calibration=calib_meta, calibration_sha256=sha256_file(calib_path), fingerprint=result.fingerprint,
-        device=device_info(driver_cfg.device),
-    ))
+    _write_run_records(out_dir, result.rows, LOG_COLUMNS, summary, context, source, calib_meta, calib_path,
+                       driver_cfg.device, fingerprint=result.fingerprint)
     if resume_dir:
         import shutil
 
@@ -183,33 +200,22 @@ def compress_structured(model_dir: str | os.PathLike, calib_path: str | os.PathL
     ``save_shrunk``; with a block slice (smoke) the config cannot express per-block widths, so the
     pruned structure is masked (zeroed) in place and saved at full size, as ``compression.json`` says.
     """
-    from reprise.llm.data import load_tokens
     from reprise.llm.driver import DriverConfig
     from reprise.llm.driver.structured import KINDS, check_config, prune_structured
     from reprise.llm.export import mask_model, parameter_count, save_compressed, save_shrunk, shrink_model, unit_layout
     from reprise.llm.methods import get_method
-    from reprise.llm.models import load_local
 
     out_dir = Path(out_dir)
     check_config(get_method(method), config)  # before loading anything heavy
     driver_cfg = DriverConfig.from_dict(dict(driver or {}))
-    calib, calib_meta = load_tokens(calib_path)
-    source_file = Path(model_dir) / "source.json"
-    source = read_json(source_file) if source_file.is_file() else {}
-    model, tokenizer = load_local(model_dir, dtype=dtype)
+    calib, calib_meta, source, model, tokenizer = _load_for_compress(model_dir, calib_path, dtype)
     dense_params = parameter_count(model)
     t0 = time.perf_counter()
     result = prune_structured(model, calib, method, dict(config), unit_layout(model), driver_cfg)
-    seconds = time.perf_counter() - t0
     every_block = len(result.keep) == model.config.num_hidden_layers
-    summary = {
-        "method": method, "config": dict(config), "driver": driver_cfg.to_dict(), "layers": len(result.rows),
-        "objective_sum": sum(r["objective"] for r in result.rows),
-        "mean_rel_err": sum(r["rel_err"] for r in result.rows) / max(len(result.rows), 1),
-        "solve_seconds": sum(r["seconds"] for r in result.rows), "wall_seconds": seconds,
-        "kept": {k: sorted({r["kept"] for r in result.rows if r["kind"] == k}) for k in KINDS},
-        "dense_parameters": dense_params, "shrunk": every_block,
-    }
+    summary = {**_solve_summary(method, config, driver_cfg, result.rows, time.perf_counter() - t0),
+               "kept": {k: sorted({r["kept"] for r in result.rows if r["kind"] == k}) for k in KINDS},
+               "dense_parameters": dense_params, "shrunk": every_block}
     if every_block:
         shrink_model(model, result.keep)
     else:
@@ -222,11 +228,8 @@ def compress_structured(model_dir: str | os.PathLike, calib_path: str | os.PathL
         else:
             save_compressed(model, tokenizer, out_dir / "model", {**info, "note": "block slice: pruned units are "
                             "zeroed, not removed (one FFN width and head count per config)"})
-    with atomic_path(out_dir / "solve_log.csv", ".csv") as tmp:
-        tmp.write_text(_csv_text(result.rows, STRUCTURED_LOG_COLUMNS))
-    write_json(out_dir / "provenance.json", provenance(
-        stage="compress", **summary, context=dict(context or {}), model_source=source, calibration=calib_meta,
-        calibration_sha256=sha256_file(calib_path), device=device_info(driver_cfg.device)))
+    _write_run_records(out_dir, result.rows, STRUCTURED_LOG_COLUMNS, summary, context, source, calib_meta, calib_path,
+                       driver_cfg.device)
     return summary
 
 

@@ -52,12 +52,14 @@ def _prune_cfg(setting: float | str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Layer:
-    """One linear on the solve device: weight, input Gram and mean, and its role ("attn" or "mlp")."""
+    """One linear on the solve device: weight, input Gram and mean, its role ("attn" or "mlp") and
+    its reference energy ``tr(W G Wᵀ)`` (the denominator of every error in a study)."""
 
     W: torch.Tensor
     G: torch.Tensor
     x_mean: torch.Tensor | None
-    role: str | None = None
+    role: str | None
+    ref_energy: float
 
 
 def _solve(method: str, L: Layer, cfg: Mapping[str, Any]):
@@ -90,7 +92,7 @@ def _support_refit(spec, L: Layer) -> list[dict]:
     from reprise.llm.methods import layer_objective
     from reprise.llm.methods.refit import exact_refit
 
-    W, G, ref, rows = L.W, L.G, layer_objective(L.W, None, L.G), []
+    W, G, ref, rows = L.W, L.G, L.ref_energy, []
     for method in spec.methods:
         for setting in (*spec.sparsities, *spec.patterns):
             res, _ = _solve(method, L, {**spec.configs.get(method, {}), **_prune_cfg(setting)})
@@ -105,9 +107,7 @@ def _support_refit(spec, L: Layer) -> list[dict]:
 
 def _refit_time(spec, L: Layer) -> list[dict]:
     """For ``support``'s masks: no refit, the PCG refit (ALPS's post-processing) and the exact backsolve."""
-    from reprise.llm.methods import layer_objective
-
-    W, G, ref, rows = L.W, L.G, layer_objective(L.W, None, L.G), []
+    ref, rows = L.ref_energy, []
     labels = {"none": "no refit", "pcg": "PCG refit", "exact": "exact backsolve"}
     for refit, label in labels.items():
         for setting in (*spec.sparsities, *spec.patterns):
@@ -119,9 +119,7 @@ def _refit_time(spec, L: Layer) -> list[dict]:
 
 def _method_error(spec, L: Layer) -> list[dict]:
     """Each method's own error (its weights as returned) per sparsity."""
-    from reprise.llm.methods import layer_objective
-
-    W, G, ref, rows = L.W, L.G, layer_objective(L.W, None, L.G), []
+    ref, rows = L.ref_energy, []
     for method in spec.methods:
         for setting in (*spec.sparsities, *spec.patterns):
             res, seconds = _solve(method, L, {**spec.configs.get(method, {}), **_prune_cfg(setting)})
@@ -150,9 +148,7 @@ def admm_traces(spec, L: Layer) -> list[tuple[str, Any, torch.Tensor]]:
 
 def _rho_schedule(spec, L: Layer) -> list[dict]:
     """Support change (% of the kept weights) at chosen ADMM iterations, adaptive versus fixed ρ."""
-    from reprise.llm.methods import layer_objective
-
-    W, G, ref, rows = L.W, L.G, layer_objective(L.W, None, L.G), []
+    ref, rows = L.ref_energy, []
     for label, res, trace in admm_traces(spec, L):
         by_iter = {int(r[0]): float(r[2]) for r in trace.tolist()}
         for it in spec.iterations:
@@ -171,6 +167,7 @@ STUDIES = {"support_refit": _support_refit, "refit_time": _refit_time, "method_e
 def run_layer_study(spec, layer_path: str | Path, device: str = "auto") -> dict[str, Any]:
     """Solve the study on the layer file: ``{"rows": [...]}`` for a table, ``{"traces": [(label, rows)]}``
     (rows of [iteration, rho, support change, objective]) for ``admm_convergence``."""
+    from reprise.llm.methods import layer_objective
     from reprise.llm.models.blockwise import pick_device
 
     rec = load_layer(layer_path)
@@ -180,7 +177,7 @@ def run_layer_study(spec, layer_path: str | Path, device: str = "auto") -> dict[
     dev = pick_device(device)
     W, G = rec["W"].to(dev), rec["G"].to(dev)
     x_mean = rec["x_mean"].to(dev) if rec.get("x_mean") is not None else None
-    L = Layer(W, G, x_mean, rec.get("role"))
+    L = Layer(W, G, x_mean, rec.get("role"), layer_objective(W, None, G))
     log.info("layer study %s: block %d %s (W %s, %s) on %s", spec.id, spec.block, spec.layer, tuple(W.shape), L.role, dev)
     info = {"shape": list(W.shape), "n_tokens": int(rec["n_tokens"]), "device": str(dev)}
     if spec.kind == "admm_convergence":

@@ -56,7 +56,7 @@ def check_config(method, config: Mapping[str, Any]) -> None:
 def _kind_config(method, config: Mapping[str, Any], kind: str, width: int) -> Any:
     """The method's config for one kind: ``config`` with ``<kind>_sparsity`` (if given) as the
     sparsity and the unit width as the group size."""
-    cfg = {k: v for k, v in config.items() if k not in ("heads_sparsity", "neurons_sparsity")}
+    cfg = {k: v for k, v in config.items() if k not in {f"{kk}_sparsity" for kk in KINDS}}
     if f"{kind}_sparsity" in config:
         cfg["sparsity"] = config[f"{kind}_sparsity"]
     cfg["group_size"] = width
