@@ -165,25 +165,35 @@ def compress(model_dir: str | os.PathLike, calib_path: str | os.PathLike, method
     out_dir = Path(out_dir)
     method_obj = get_method(method)
     if is_structured(method_obj):
-        return compress_structured(model_dir, calib_path, method, config, out_dir, driver, dtype, save_model, context)
+        return compress_structured(model_dir, calib_path, method, config, out_dir, driver, dtype, save_model, context,
+                                   resume_dir=resume_dir)
     cfg = method_obj.Config.from_dict(dict(config))  # validate before loading anything heavy
     driver_cfg = DriverConfig.from_dict(dict(driver or {}))
     calib, calib_meta, source, model, tokenizer = _load_for_compress(model_dir, calib_path, dtype)
-    data_fp = {"weights": source.get("weights_sha256"), "calib": calib_meta.get("windows_sha256")}
     t0 = time.perf_counter()
     result = compress_model(model, calib, method, cfg.to_dict(), driver_cfg, resume_dir=resume_dir,
-                            data_fingerprint=data_fp)
+                            data_fingerprint=_data_fingerprint(source, calib_meta))
     summary = {**_solve_summary(method, cfg.to_dict(), driver_cfg, result.rows, time.perf_counter() - t0),
                "resumed_blocks": result.resumed_blocks}
     if save_model:
         save_compressed(model, tokenizer, out_dir / "model", {**summary, "base_model": str(model_dir)}, result.extras)
     _write_run_records(out_dir, result.rows, LOG_COLUMNS, summary, context, source, calib_meta, calib_path,
                        driver_cfg.device, fingerprint=result.fingerprint)
+    _clear_resume(resume_dir)
+    return summary
+
+
+def _data_fingerprint(source: Mapping[str, Any], calib_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The model-weights and calibration hashes from their records, for the resume fingerprint."""
+    return {"weights": source.get("weights_sha256"), "calib": calib_meta.get("windows_sha256")}
+
+
+def _clear_resume(resume_dir: str | os.PathLike | None) -> None:
+    """Drop the per-block resume state once the run's records are written (it is no longer needed)."""
     if resume_dir:
         import shutil
 
-        shutil.rmtree(resume_dir, ignore_errors=True)  # finished: the resume state is no longer needed
-    return summary
+        shutil.rmtree(resume_dir, ignore_errors=True)
 
 
 STRUCTURED_LOG_COLUMNS = ("block", "layer", "kind", "method", "units", "kept", "objective", "ref_energy", "rel_err",
@@ -193,8 +203,12 @@ STRUCTURED_LOG_COLUMNS = ("block", "layer", "kind", "method", "units", "kept", "
 def compress_structured(model_dir: str | os.PathLike, calib_path: str | os.PathLike, method: str,
                         config: Mapping[str, Any], out_dir: str | os.PathLike, driver: Mapping[str, Any] | None = None,
                         dtype: str = "float32", save_model: bool = True,
-                        context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                        context: Mapping[str, Any] | None = None,
+                        resume_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Structured pruning of attention units and FFN neurons (``reprise.llm.driver.structured``).
+
+    ``resume_dir`` enables per-block resume as in the layer-wise path: the blocks restored from it
+    are recorded as ``resumed_blocks`` and the state is cleared once the run is saved.
 
     When every block is pruned (equal unit counts), the model is shrunk physically and saved with
     ``save_shrunk``; with a block slice (smoke) the config cannot express per-block widths, so the
@@ -211,11 +225,13 @@ def compress_structured(model_dir: str | os.PathLike, calib_path: str | os.PathL
     calib, calib_meta, source, model, tokenizer = _load_for_compress(model_dir, calib_path, dtype)
     dense_params = parameter_count(model)
     t0 = time.perf_counter()
-    result = prune_structured(model, calib, method, dict(config), unit_layout(model), driver_cfg)
+    result = prune_structured(model, calib, method, dict(config), unit_layout(model), driver_cfg,
+                              resume_dir=resume_dir, data_fingerprint=_data_fingerprint(source, calib_meta),
+                              progress=True)
     every_block = len(result.keep) == model.config.num_hidden_layers
     summary = {**_solve_summary(method, config, driver_cfg, result.rows, time.perf_counter() - t0),
                "kept": {k: sorted({r["kept"] for r in result.rows if r["kind"] == k}) for k in KINDS},
-               "dense_parameters": dense_params, "shrunk": every_block}
+               "dense_parameters": dense_params, "shrunk": every_block, "resumed_blocks": result.resumed_blocks}
     if every_block:
         shrink_model(model, result.keep)
     else:
@@ -229,7 +245,8 @@ def compress_structured(model_dir: str | os.PathLike, calib_path: str | os.PathL
             save_compressed(model, tokenizer, out_dir / "model", {**info, "note": "block slice: pruned units are "
                             "zeroed, not removed (one FFN width and head count per config)"})
     _write_run_records(out_dir, result.rows, STRUCTURED_LOG_COLUMNS, summary, context, source, calib_meta, calib_path,
-                       driver_cfg.device)
+                       driver_cfg.device, fingerprint=result.fingerprint)
+    _clear_resume(resume_dir)
     return summary
 
 
@@ -286,6 +303,31 @@ def evaluate_perplexity(model_dir: str | os.PathLike, tokens_path: str | os.Path
     write_json(out_json, {"metrics": metrics, "details": res, "provenance": provenance(
         stage="perplexity", model_dir=str(model_dir), testset=testset, tokens=meta,
         seconds=time.perf_counter() - t0, device=device_info(device))})
+    return metrics
+
+
+def evaluate_speed(model_dir: str | os.PathLike, dense_dir: str | os.PathLike, out_json: str | os.PathLike,
+                   batch_size: int = 1, seqlen: int = 256, warmup: int = 2, repeats: int = 10,
+                   dtype: str = "float32", device: str = "auto") -> dict[str, Any]:
+    """Latency of a run's model against the dense model in the same process (speed-up, FLOP and
+    parameter counts, at ``batch_size`` × ``seqlen`` tokens); metrics ``speed@b<B>x<L>/<field>``."""
+    from reprise.llm.eval.speed import measure_speed
+    from reprise.llm.models import load_local
+    from reprise.llm.models.blockwise import pick_device
+    from reprise.metrics import SPEED_FIELDS, speed_metric
+
+    model, _ = load_local(model_dir, dtype=dtype)
+    dense, _ = load_local(dense_dir, dtype=dtype)
+    dev = pick_device(device)
+    t0 = time.perf_counter()
+    res = measure_speed(model, dense, batch_size, seqlen, warmup=warmup, repeats=repeats, device=dev)
+    metrics = {speed_metric(f, batch_size, seqlen): float(res[f]) for f in SPEED_FIELDS}
+    log.info("speed at %d x %d on %s (%d threads): %.1f ms vs dense %.1f ms, speed-up %.3f, FLOP ratio %.3f",
+             batch_size, seqlen, dev, res["threads"], res["latency_ms"], res["dense_latency_ms"], res["speedup"],
+             res["flop_ratio"])
+    write_json(out_json, {"metrics": metrics, "details": res, "provenance": provenance(
+        stage="speed", model_dir=str(model_dir), dense_dir=str(dense_dir), seconds=time.perf_counter() - t0,
+        device=device_info(str(dev)))})
     return metrics
 
 

@@ -5,15 +5,19 @@ tokens (per true-sequential group, or all linears from one pass of the uncompres
 solve each linear through ``reprise.llm.methods``, write the result into the block, then run
 the calibration inputs through the *compressed* block so the next block sees what the
 compressed model produces (llm-compression spec §1.6).
+
+``drive_blocks`` is that block loop (capture, iterate, restore or solve, propagate, resume
+bookkeeping), shared with the structured driver (``reprise.llm.driver.structured``).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -146,17 +150,75 @@ def _compress_block(b: int, block: nn.Module, inputs: BlockInputs, adapter, grou
     return rows, extras
 
 
-def compress_model(model: nn.Module, calib_ids: torch.Tensor, method_name: str, method_config: dict[str, Any],
-                   driver: DriverConfig | None = None, resume_dir: str | Path | None = None,
-                   data_fingerprint: Any = None, progress: bool = True) -> CompressionResult:
-    """Compress ``model`` in place, block by block, with the registered method ``method_name``.
+BlockStep = Callable[[int, nn.Module, BlockInputs, torch.device],
+                     tuple[Mapping[str, torch.Tensor], dict[str, torch.Tensor], list[dict[str, Any]]]]
 
-    ``calib_ids`` is the calibration token tensor [n, L]. ``resume_dir`` enables per-block resume;
-    ``data_fingerprint`` identifies model weights and data for it (hashes from provenance).
+
+@dataclass
+class BlockRun:
+    """What ``drive_blocks`` returns: the log rows and extras of every block in the slice (solved or
+    resumed, in block order), the run's fingerprint and the blocks taken from the resume state."""
+    rows: list[dict[str, Any]]
+    extras: dict[str, torch.Tensor]
+    fingerprint: str
+    resumed_blocks: list[int]
+    seconds: float
+
+
+def _tensor_bytes(t: torch.Tensor) -> memoryview:
+    t = t.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(t.view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
+
+
+def model_identity(model: nn.Module, data_fingerprint: Any = None) -> str | None:
+    """What identifies the model's weights in a resume fingerprint: nothing extra when
+    ``data_fingerprint`` carries a ``weights`` hash (the pipeline's, from the model's source record),
+    else a sha256 over the model's class, parameter names, dtypes, shapes and bytes."""
+    if isinstance(data_fingerprint, Mapping) and data_fingerprint.get("weights"):
+        return None
+    h = hashlib.sha256(type(model).__name__.encode())
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()[:16]
+
+
+def run_fingerprint(model: nn.Module, calib_ids: torch.Tensor, data_fingerprint: Any = None,
+                    **parts: Any) -> str:
+    """The resume fingerprint of one solve: ``parts`` (method, config, driver settings, ...), the model
+    (``model_identity``), the calibration tokens (shape and bytes), ``data_fingerprint`` and the code."""
+    calib_sha = hashlib.sha256(_tensor_bytes(calib_ids)).hexdigest()[:16]
+    return fingerprint({**parts, "data": data_fingerprint, "model": model_identity(model, data_fingerprint),
+                        "calib_shape": list(calib_ids.shape), "calib_sha256": calib_sha, "code": code_fingerprint()})
+
+
+def _restore_block(block: nn.Module, tensors: Mapping[str, torch.Tensor], b: int) -> None:
+    """Write a finished block's saved tensors (block-local state-dict names) back into ``block``."""
+    state = block.state_dict()
+    unknown = sorted(set(tensors) - set(state))
+    if unknown:
+        raise ReproError(f"resume state of block {b} holds tensors {unknown} the block does not have; "
+                         "delete the resume directory to start afresh")
+    for name, t in tensors.items():
+        if state[name].shape != t.shape:
+            raise ReproError(f"resume state of block {b}: {name} has shape {tuple(t.shape)}, the block's is "
+                             f"{tuple(state[name].shape)}; delete the resume directory to start afresh")
+        state[name].copy_(t)
+
+
+def drive_blocks(model: nn.Module, calib_ids: torch.Tensor, driver: DriverConfig, step: BlockStep, *,
+                 fingerprint_parts: Mapping[str, Any], data_fingerprint: Any = None,
+                 resume_dir: str | Path | None = None, desc: str = "", progress: bool = True) -> BlockRun:
+    """The one block loop of both drivers: capture the inputs of block 0, then for every block up to
+    ``driver.blocks``' stop: solve it with ``step`` (blocks of the slice only) or restore it from the
+    resume state, and propagate the calibration inputs through the block as it now is.
+
+    ``step(b, block, inputs, device)`` compresses ``block`` (on ``device``) in place and returns the
+    tensors to persist for it (block-local state-dict names; on resume they are written back), its
+    extras and its log rows. Each finished block is saved through ``ResumeState`` under the
+    fingerprint of ``fingerprint_parts`` (see ``run_fingerprint``), so a restarted run with the same
+    fingerprint restores the finished blocks and recomputes their outputs by one plain forward.
     """
-    driver = driver or DriverConfig()
-    method = get_method(method_name)
-    cfg = method.Config.from_dict(method_config)
     if calib_ids.ndim != 2 or calib_ids.dtype not in (torch.int64, torch.int32):
         raise ReproError(f"calibration tokens must be an integer tensor [n, L], got {tuple(calib_ids.shape)} {calib_ids.dtype}")
     adapter = adapter_for(model)
@@ -165,35 +227,60 @@ def compress_model(model: nn.Module, calib_ids: torch.Tensor, method_name: str, 
     start, stop = driver.blocks or (0, len(blocks))
     if stop > len(blocks):
         raise ReproError(f"driver.blocks {list(driver.blocks)} exceeds the model's {len(blocks)} blocks")
-    fp = fingerprint({"method": method.name, "config": cfg.to_dict(), "driver": driver.to_dict(),
-                      "data": data_fingerprint, "code": code_fingerprint(), "calib_shape": list(calib_ids.shape)})
+    fp = run_fingerprint(model, calib_ids, data_fingerprint, driver=driver.to_dict(), **fingerprint_parts)
     state = ResumeState(resume_dir, fp)
-    resumed = list(state.finished)
+    resumed = sorted(state.finished)
     t_start = time.perf_counter()
     inputs = capture_inputs(model, adapter, calib_ids, driver.batch_size, device,
                             store_device="cpu" if driver.offload else device)
-    groups = adapter.groups(driver.true_sequential)
     all_extras: dict[str, torch.Tensor] = {}
-    bar = tqdm(range(stop), desc=f"{method.name}", unit="block", disable=not progress)
+    bar = tqdm(range(stop), desc=desc, unit="block", disable=not progress)
     for b in bar:
         block = blocks[b].to(device)
         if b >= start:
             if b in state.finished:
                 tensors, extras = state.block_tensors(b)
-                block.load_state_dict({k: v.to(device) for k, v in tensors.items()})
-                all_extras.update(extras)
+                _restore_block(block, tensors, b)
+                log.info("block %2d restored from the resume state (not solved again)", b)
             else:
-                rows, extras = _compress_block(b, block, inputs, adapter, groups, method, cfg, driver, device)
-                state.save_block(b, block, extras, rows)
-                all_extras.update(extras)
-                bar.set_postfix(rel_err=f"{max(r['rel_err'] for r in rows):.3f}")
+                tensors, extras, rows = step(b, block, inputs, device)
+                state.save_block(b, tensors, extras, rows)
+                if rows:
+                    bar.set_postfix(rel_err=f"{max(r['rel_err'] for r in rows):.3f}")
+            all_extras.update(extras)
         if b + 1 < stop:  # the last compressed block's outputs are not needed
             inputs = BlockInputs(run_block(block, inputs, device, store_device=inputs.hidden[0].device), inputs.kwargs)
         if driver.offload and device.type != "cpu":
             blocks[b].to("cpu")
-    rows = sorted(state.rows, key=lambda r: (r["block"], adapter.linear_names.index(r["layer"])))
-    return CompressionResult(rows=rows, extras=all_extras, seconds=time.perf_counter() - t_start,
-                             fingerprint=fp, resumed_blocks=resumed)
+    return BlockRun(rows=list(state.rows), extras=all_extras, fingerprint=fp, resumed_blocks=resumed,
+                    seconds=time.perf_counter() - t_start)
+
+
+def compress_model(model: nn.Module, calib_ids: torch.Tensor, method_name: str, method_config: dict[str, Any],
+                   driver: DriverConfig | None = None, resume_dir: str | Path | None = None,
+                   data_fingerprint: Any = None, progress: bool = True) -> CompressionResult:
+    """Compress ``model`` in place, block by block, with the registered method ``method_name``.
+
+    ``calib_ids`` is the calibration token tensor [n, L]. ``resume_dir`` enables per-block resume;
+    ``data_fingerprint`` identifies model weights and data for it (hashes from provenance; without
+    a weights hash the model's own weights are hashed).
+    """
+    driver = driver or DriverConfig()
+    method = get_method(method_name)
+    cfg = method.Config.from_dict(method_config)
+    adapter = adapter_for(model)
+    groups = adapter.groups(driver.true_sequential)
+
+    def step(b: int, block: nn.Module, inputs: BlockInputs, device: torch.device):
+        rows, extras = _compress_block(b, block, inputs, adapter, groups, method, cfg, driver, device)
+        return block.state_dict(), extras, rows
+
+    run = drive_blocks(model, calib_ids, driver, step, data_fingerprint=data_fingerprint, resume_dir=resume_dir,
+                       fingerprint_parts={"method": method.name, "config": cfg.to_dict()}, desc=method.name,
+                       progress=progress)
+    rows = sorted(run.rows, key=lambda r: (r["block"], adapter.linear_names.index(r["layer"])))
+    return CompressionResult(rows=rows, extras=run.extras, seconds=run.seconds, fingerprint=run.fingerprint,
+                             resumed_blocks=run.resumed_blocks)
 
 
 @torch.no_grad()
