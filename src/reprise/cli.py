@@ -4,6 +4,7 @@
     reprise evaluate --model DIR --testsets enwiki-gensim --seqlen 256
     reprise plan --scale full
     reprise targets
+    reprise vision --model digits-resnet --methods mp,mp-plus,osscar --sparsities 0.3,0.5,0.7 --out results.csv
 """
 from __future__ import annotations
 
@@ -248,6 +249,43 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- vision
+def _csv_list(text: str, what: str, conv=str) -> list:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise ReproError(f"--{what}: give a comma-separated list")
+    try:
+        return [conv(x) for x in items]
+    except ValueError:
+        raise ReproError(f"--{what} {text!r}: not a comma-separated list of numbers") from None
+
+
+def cmd_vision(args: argparse.Namespace) -> int:
+    from reprise.vision.study import LAYER_COLUMNS, format_table, run_channel_study, write_csv
+
+    method_config = {}
+    for item in args.set or ():
+        method, dot, rest = item.partition(".")
+        if not dot:
+            raise ReproError(f"--set {item!r}: use method.key=value (e.g. osscar.local_search=true)")
+        method_config.setdefault(method, {}).update(_parse_kv([rest]))
+    layer_log: list = []
+    rows = run_channel_study(args.model, _csv_list(args.methods, "methods"),
+                             _csv_list(args.sparsities, "sparsities", float), seed=args.seed, calib_n=args.calib_n,
+                             imagenet_dir=args.imagenet_dir, pretrained=not args.random_weights,
+                             threads=args.threads, progress=not args.quiet, method_config=method_config,
+                             eval_n=args.eval_n, input_size=args.input_size,
+                             latency=True if args.latency else None, latency_batch=args.latency_batch,
+                             layer_log=layer_log)
+    write_csv(rows, args.out)
+    print(format_table(rows))
+    print(f"wrote {args.out}")
+    if args.layer_log:
+        write_csv(layer_log, args.layer_log, LAYER_COLUMNS)
+        print(f"wrote {args.layer_log}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reprise", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -293,6 +331,26 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--scale", default=None, choices=["smoke", "mini", "full"])
         s.add_argument("--config", default=DEFAULT_CONFIG)
         s.set_defaults(func=func)
+
+    v = sub.add_parser("vision", help="OSSCAR one-shot channel pruning of a conv net (accuracy, FLOPs, latency)")
+    v.add_argument("--model", required=True, help="digits-resnet, resnet50 or mobilenet_v2")
+    v.add_argument("--methods", default="mp,mp-plus,osscar", help="comma-separated: mp, mp-plus, osscar, ziplm")
+    v.add_argument("--sparsities", default="0.3,0.5,0.7", help="comma-separated fractions of channels removed")
+    v.add_argument("--out", required=True, help="CSV of one row per method and sparsity, plus the dense row")
+    v.add_argument("--layer-log", help="also write the per-layer solve rows to this CSV")
+    v.add_argument("--imagenet-dir", help="ImageNet root with train/ and val/ class folders (vision.imagenet_dir)")
+    v.add_argument("--random-weights", action="store_true",
+                   help="ImageNet models with random weights: shape and speed checks only")
+    v.add_argument("--calib-n", type=int, help="calibration images (default 256 digits, 128 ImageNet, 16 random)")
+    v.add_argument("--eval-n", type=int, help="evaluate on a seeded subset of this many val images")
+    v.add_argument("--input-size", type=int, default=224, help="ImageNet crop size")
+    v.add_argument("--latency", action="store_true", help="also measure CPU latency (always on without top-1)")
+    v.add_argument("--latency-batch", type=int, default=1)
+    v.add_argument("--set", action="append", help="solver option, method.key=value (osscar.local_search=true)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--threads", type=int, default=1)
+    v.add_argument("--quiet", action="store_true", help="no progress bars")
+    v.set_defaults(func=cmd_vision)
 
     for s in (c, e):
         s.add_argument("--models", default="config/models.yaml")

@@ -105,8 +105,12 @@ def _run(model: str, methods: list[str], sparsities: list[float], *, seed: int, 
         notes.append("top1 on the held-out digits test split")
     else:
         shape = (3, input_size, input_size)
-        if imagenet_dir is None and pretrained:
-            vdata.check_imagenet_dir(None)  # raises: accuracy of pretrained weights needs the data
+        if imagenet_dir is None and pretrained:  # accuracy of pretrained weights needs the data
+            try:
+                vdata.check_imagenet_dir(None)
+            except ReproError as exc:
+                raise ReproError(f"{model}: {exc}; or run with pretrained=False (CLI: --random-weights) for a "
+                                 f"shape and speed check on random weights and inputs") from None
         if imagenet_dir is not None:
             vdata.check_imagenet_dir(imagenet_dir)  # fail before loading weights
         net = build_model(model, pretrained, seed=seed, allow_download=allow_download)
