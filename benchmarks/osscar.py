@@ -8,20 +8,20 @@ SmolLM2-135M is a Llama with 30 blocks, 3 key-value groups of 3 query heads (hea
 - ``n75-kv1``:  75% of the neurons and 1 of 3 groups removed (384 neurons, 2 groups).
 
 Two kept groups = 6 query heads; 576 % 6 == 0, so ``shrink_model`` removes the dropped group
-physically (no padding). Every point is pruned by ``osscar`` (greedy), ``mp-plus`` and ``mp`` by
-default, and on request (``--methods``) by ``ziplm`` and ``osscar-ls`` (greedy + local search),
-which are much slower on CPU (same calibration tokens, same driver); each pruned model's
-perplexity is measured on the test windows.
+physically (no padding). Every point is pruned by ``osscar`` (greedy), ``mp-plus``, ``mp`` and
+``ziplm`` (one structure per OBS downdate) by default, and on request (``--methods``) by
+``osscar-ls`` (greedy + local search, slower); same calibration tokens, same driver. Each pruned
+model's perplexity is measured on the test windows.
 
 The greedy OSSCAR model of each point is then shrunk physically (its perplexity is re-measured:
-it must equal the masked model's) and the dense and shrunk models are timed on CPU: full forwards
-(``use_cache=False``) at batch 1 x 256 tokens and batch 8 x 256, median of ``--repeats`` timed
-forwards after ``--warmup`` untimed ones, with the thread count recorded.
+it must equal the masked model's) and the dense and shrunk models are timed on CPU by
+``reprise.llm.eval.speed.measure_speed`` (the speed jobs' implementation): full forwards
+(``use_cache=False``) at batch 1 x 256 tokens and batch 8 x 256, dense and shrunk alternately,
+median of ``--repeats`` timed forwards after ``--warmup`` untimed ones, thread count recorded.
 
-FLOPs of one forward of B sequences of L tokens: ``2 · P · B·L`` for the linears, where P is
-``parameter_count`` (embeddings and head included; the tied embedding/head matrix counted once, as
-the head matmul), plus ``4 · L² · d_attn`` per block per sequence for the attention scores and
-values (``d_attn`` = query heads x head_dim). ``flop_ratio`` = dense / shrunk FLOPs, ``speedup`` =
+FLOPs (``reprise.llm.eval.speed.forward_flops``): ``2 · P · B·L`` over the parameters used in a
+matmul (the head included, embedding lookups left out) plus ``4 · L² · d_attn`` per block per
+sequence for the attention scores and values. ``flop_ratio`` = dense / shrunk FLOPs, ``speedup`` =
 dense / shrunk median seconds; ``efficiency`` = speedup / flop_ratio.
 
 Goals (from the task): efficiency >= 0.8 at every point; OSSCAR's perplexity below MP+'s at every
@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import logging
 import copy
-import statistics
 import time
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from reprise.llm.data import load_tokens
 from reprise.llm.driver import DriverConfig
 from reprise.llm.driver.structured import prune_structured
 from reprise.llm.eval import perplexity
+from reprise.llm.eval.speed import measure_speed
 from reprise.llm.export import parameter_count, shrink_model, unit_layout
 from reprise.llm.models import load_local
 
@@ -56,35 +56,12 @@ POINTS = [("n50-kv1", 1 / 3, 0.5), ("n75-kv1", 1 / 3, 0.75), ("n25", None, 0.25)
 # (label, method, extra config)
 METHODS = [("osscar", "osscar", {}), ("mp-plus", "mp-plus", {}), ("mp", "mp", {}), ("ziplm", "ziplm", {}),
            ("osscar-ls", "osscar", {"local_search": True})]
-# ziplm (one neuron per downdate) measured ~17 s per FFN layer here (~9 min per point) and
-# osscar-ls adds Stage 2 on top of greedy: both opt-in to keep the default run near 10 minutes.
-DEFAULT_METHODS = ("osscar", "mp-plus", "mp")
+# ziplm (one neuron per downdate with in-place downdates) takes ~2 s per FFN layer at 50% here;
+# osscar-ls adds Stage 2 on top of greedy and stays opt-in (--methods).
+DEFAULT_METHODS = ("osscar", "mp-plus", "mp", "ziplm")
 SHRINK_METHOD = "osscar"
 REFERENCE = "mp-plus"
 EFFICIENCY_GOAL = 0.8
-
-
-def forward_flops(model, batch: int, seqlen: int) -> int:
-    c = model.config
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    d_attn = c.num_attention_heads * head_dim
-    tokens = batch * seqlen
-    return 2 * parameter_count(model) * tokens + c.num_hidden_layers * batch * 4 * seqlen * seqlen * d_attn
-
-
-@torch.inference_mode()
-def time_forward(model, batch: int, seqlen: int, vocab: int, warmup: int, repeats: int) -> float:
-    """Median seconds of one full forward (no KV cache) of ``batch`` x ``seqlen`` random tokens."""
-    model.eval()
-    ids = torch.randint(0, vocab, (batch, seqlen), generator=torch.Generator().manual_seed(0))
-    for _ in range(warmup):
-        model(input_ids=ids, use_cache=False)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model(input_ids=ids, use_cache=False)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def report(args, layer_rows, summary_rows, methods, batches, calib, calib_meta, windows, test_meta, points, t0):
@@ -134,7 +111,7 @@ def main() -> None:
     p.add_argument("--calib", required=True)
     p.add_argument("--test", required=True, help="test windows [n, seqlen] (load_tokens file)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help=f"comma list of {[m[0] for m in METHODS]}; ziplm and osscar-ls are opt-in (slow)")
+                   help=f"comma list of {[m[0] for m in METHODS]}; osscar-ls is opt-in (slower)")
     p.add_argument("--points", default=",".join(pt[0] for pt in POINTS))
     p.add_argument("--batches", default="1,8", help="batch sizes timed (x seqlen tokens)")
     p.add_argument("--seqlen", type=int, default=256)
@@ -157,13 +134,11 @@ def main() -> None:
     test_len = windows.shape[1]
     layout = unit_layout(dense)
     driver = DriverConfig(device="cpu")
-    vocab = dense.config.vocab_size
 
     t0 = time.perf_counter()
     ppl_dense = perplexity(dense, windows, test_len, batch_size=1, device="cpu")["ppl"]
     dense_params = parameter_count(dense)
-    dense_times = {b: time_forward(dense, b, args.seqlen, vocab, args.warmup, args.repeats) for b in batches}
-    print(f"dense ppl {ppl_dense:.3f}, params {dense_params}, times {dense_times} "
+    print(f"dense ppl {ppl_dense:.3f}, params {dense_params} "
           f"({time.perf_counter() - t0:.1f}s)", flush=True)
 
     layer_rows, summary_rows = [], []
@@ -201,14 +176,13 @@ def main() -> None:
         row["params_shrunk"] = parameter_count(shrunk)
         row["param_ratio"] = dense_params / row["params_shrunk"]
         for b in batches:
-            t_shrunk = time_forward(shrunk, b, args.seqlen, vocab, args.warmup, args.repeats)
-            flop_ratio = forward_flops(dense, b, args.seqlen) / forward_flops(shrunk, b, args.seqlen)
-            speedup = dense_times[b] / t_shrunk
+            sp = measure_speed(shrunk, dense, b, args.seqlen, warmup=args.warmup, repeats=args.repeats)
+            speedup, flop_ratio = sp["speedup"], sp["flop_ratio"]
             row[f"flop_ratio_b{b}"] = flop_ratio
-            row[f"dense_ms_b{b}"] = 1e3 * dense_times[b]
-            row[f"shrunk_ms_b{b}"] = 1e3 * t_shrunk
-            row[f"dense_tok_s_b{b}"] = b * args.seqlen / dense_times[b]
-            row[f"shrunk_tok_s_b{b}"] = b * args.seqlen / t_shrunk
+            row[f"dense_ms_b{b}"] = sp["dense_latency_ms"]
+            row[f"shrunk_ms_b{b}"] = sp["latency_ms"]
+            row[f"dense_tok_s_b{b}"] = sp["dense_tokens_per_s"]
+            row[f"shrunk_tok_s_b{b}"] = sp["tokens_per_s"]
             row[f"speedup_b{b}"] = speedup
             row[f"efficiency_b{b}"] = speedup / flop_ratio
         if f"ppl_{REFERENCE}" in row:

@@ -116,6 +116,18 @@ def eval_runtime_min(shape: Shape, n_tokens: int, gpu: bool = True, threads: int
     return _request(eval_expected_min(shape, n_tokens, gpu, threads), attempt)
 
 
+def speed_mem_mb(shape: Shape, seqlen: int, batch: int = 1, attempt: int = 1) -> int:
+    """A speed job holds two models (the run's and the dense one) and one batch's logits."""
+    one = eval_mem_mb(shape, seqlen, batch, attempt)
+    return int(one + math.ceil(shape.weight_bytes / 2**20 * 1.3 * _retry(attempt)))
+
+
+def speed_runtime_min(shape: Shape, seqlen: int, batch: int, passes: int, gpu: bool = True, threads: int = 1,
+                      attempt: int = 1) -> int:
+    """``passes`` timed forwards of each of the two models (warm-up included), plus two loads."""
+    return _request(2 * eval_expected_min(shape, passes * batch * seqlen, gpu, threads), attempt)
+
+
 def layer_study_mem_mb(shape: Shape, attempt: int = 1) -> int:
     """A single-layer study: the layer's weight and Gram (at most the FFN width) and a few factors of them."""
     total = 10 * shape.intermediate ** 2 * 4

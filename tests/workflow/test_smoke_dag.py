@@ -26,10 +26,12 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZ
 TINY_CONFIG = {
     "calibration": {"dataset": "enwiki-gensim", "split": "train", "protocol": "contiguous", "n": 4, "seqlen": 64},
     "eval": {"seqlen": 64, "max_windows": 2, "testsets": ["enwiki-gensim"], "zeroshot_tasks": [], "batch_size": 1,
-             "zeroshot_limit": 8, "zeroshot_batch_size": 8},
+             "zeroshot_limit": 8, "zeroshot_batch_size": 8,
+             "speed": {"batch_size": 1, "seqlen": 64, "warmup": 1, "repeats": 3}},
     "papers": {"baselines": {"models": ["tiny-llama"], "sparsities": [0.5, 0.8]},
                "quantease": {"models": ["tiny-llama"], "tasks": {"lambada_openai": "enwiki-cloze"}},
-               "alps": {"models": ["tiny-llama"], "sparsities": [0.5, 0.9]}},
+               "alps": {"models": ["tiny-llama"], "sparsities": [0.5, 0.9]},
+               "osscar": {"models": ["tiny-llama"]}},
     "driver": {"device": "cpu", "blocks": None, "batch_size": 4},
 }
 
@@ -96,6 +98,19 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
     assert not list((work / "runs" / "tiny-llama").glob("*/sp40/*"))  # Table 9 (MMLU only) solves nothing at smoke
     lam = json.loads((work / "runs/tiny-llama/quantease/w3/s0/eval/zeroshot-enwiki-cloze.json").read_text())
     assert 0 <= lam["metrics"]["enwiki-cloze/acc"] <= 1
+    oss = work / "results" / "papers" / "osscar"
+    for name in ("table_opt", "table_runtime", "table_ablation"):
+        assert (oss / f"{name}.csv").is_file() and (oss / f"{name}.tex").is_file(), name
+    assert (oss / "speedup_tradeoff.png").stat().st_size > 1000
+    with open(oss / "table_opt.csv", newline="") as fh:
+        t_opt = list(csv.DictReader(fh))
+    speed = {(r["method"], r["setting"]): r for r in t_opt}
+    assert ("osscar", "s40") in speed and ("mp", "s40") not in speed  # the smoke grid is thinned
+    # every pruned model is physically smaller: fewer parameters, a FLOP ratio above 1
+    dense = float(speed[("dense", "dense")]["speed@b1x64/params"])
+    assert all(float(r["speed@b1x64/params"]) < dense and float(r["speed@b1x64/flop_ratio"]) > 1
+               for k, r in speed.items() if k[0] != "dense")
+    assert "papers.osscar.settings thins the grid" in (oss / "table_opt.md").read_text()
     # every solve left its per-layer log and provenance; checkpoints were temporary at this scale
     logs = list((work / "runs" / "tiny-llama").glob("*/*/s0/solve_log.csv"))
     assert len(logs) >= 10

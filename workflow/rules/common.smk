@@ -12,9 +12,10 @@ from reprise.llm.models import load_model_registry
 from reprise.metrics import eval_stem, ppl_metric
 from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
 from reprise.papers.cost import benchmark_file, job_files
-from reprise.papers.plan import run_metrics
+from reprise.papers.plan import run_blocks, run_metrics
 from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb,
-                               eval_runtime_min, eval_tokens, layer_study_mem_mb, layer_study_runtime_min, wants_gpu)
+                               eval_runtime_min, eval_tokens, layer_study_mem_mb, layer_study_runtime_min, speed_mem_mb,
+                               speed_runtime_min, wants_gpu)
 from reprise.workflow_checks import check_config
 
 MODELS = load_model_registry(config["registries"]["models"])
@@ -142,6 +143,15 @@ def run_config(method, setting):
     return method_config(list(MANIFESTS.values()), method, setting)
 
 
+RUN_BLOCKS = run_blocks(MANIFESTS.values(), config)  # papers.<paper>.blocks per planned run
+
+
+def run_driver(wc):
+    """The driver config of one compress job: the global one, with its paper's block slice."""
+    run = (wc.model, wc.method, wc.setting, int(wc.seed))
+    return {**config["driver"], "blocks": RUN_BLOCKS.get(run, config["driver"].get("blocks"))}
+
+
 # Resources from the work (reprise.resources): every figure follows the model's size, the token
 # counts and the method, and grows on each retry (`attempt`). Smoke asks for the CPU only.
 GPU = 1 if wants_gpu(config) else 0
@@ -166,6 +176,18 @@ def eval_mem(wc, attempt):
 
 def eval_runtime(wc, attempt):
     return eval_runtime_min(shape(wc.model), eval_tokens(EV), GPU > 0, THREADS, attempt)
+
+
+SPEED = EV.get("speed", {})
+
+
+def speed_mem(wc, attempt):
+    return speed_mem_mb(shape(wc.model), int(wc.seqlen), int(wc.batch), attempt)
+
+
+def speed_runtime(wc, attempt):
+    passes = SPEED.get("warmup", 2) + SPEED.get("repeats", 10)
+    return speed_runtime_min(shape(wc.model), int(wc.seqlen), int(wc.batch), passes, GPU > 0, THREADS, attempt)
 
 
 def zeroshot_runtime(wc, attempt):

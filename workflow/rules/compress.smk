@@ -19,7 +19,7 @@ rule compress:
         method=r"(?!dense$)[A-Za-z0-9_-]+",
     params:
         config=lambda wc: run_config(wc.method, wc.setting),
-        driver=config["driver"],
+        driver=run_driver,
         dtype=lambda wc: MODELS[wc.model].dtype,
         resume_dir="runs/.resume/{model}/{method}/{setting}/s{seed}",
         scale=SCALE,

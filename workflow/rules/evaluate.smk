@@ -58,3 +58,34 @@ rule zeroshot:
         "../../envs/llm.yaml"
     script:
         "../scripts/zeroshot.py"
+
+
+# Inference speed of a run's model against the dense model, timed alternately in one job
+# (reprise.llm.eval.speed): speed-up, FLOP ratio and parameter count at batch x seqlen tokens.
+rule speed:
+    input:
+        model=evaluated_model_dir,
+        dense=lambda wc: model_dir(wc.model),
+    output:
+        "runs/{model}/{method}/{setting}/s{seed}/eval/speed@b{batch}x{seqlen}.json",
+    wildcard_constraints:
+        batch=r"\d+",
+        seqlen=r"\d+",
+    params:
+        dtype=lambda wc: MODELS[wc.model].dtype,
+        warmup=config["eval"].get("speed", {}).get("warmup", 2),
+        repeats=config["eval"].get("speed", {}).get("repeats", 10),
+        device=config["driver"].get("device", "auto"),
+    log:
+        "logs/eval/{model}/{method}/{setting}/s{seed}/speed@b{batch}x{seqlen}.log",
+    benchmark:
+        benchmark_path("speed@b{batch}x{seqlen}")
+    threads: config["threads"]
+    resources:
+        mem_mb=speed_mem,
+        runtime=speed_runtime,
+        gpu=GPU,
+    conda:
+        "../../envs/llm.yaml"
+    script:
+        "../scripts/speed.py"

@@ -1,4 +1,4 @@
-"""Render a manifest figure (perplexity vs sparsity) as PNG and PDF with matplotlib (Agg)."""
+"""Render a manifest figure (see RENDERERS: one function per kind) as PNG and PDF with matplotlib (Agg)."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,8 @@ from typing import Mapping
 
 from reprise.io import ReproError, atomic_path
 from reprise.papers.manifest import DENSE, Manifest, sparsity_setting
-from reprise.papers.plan import (figure_sparsities, is_smoke, required_metrics, run_dir, scale_name, paper_seeds,
-                                 target_models)
+from reprise.papers.plan import (figure_sparsities, is_smoke, required_metrics, row_skip, run_dir, scale_name,
+                                 paper_seeds, target_models)
 from reprise.papers.results import Results, solve_log_rows, summarise
 from reprise.papers.tables import caption
 
@@ -185,7 +185,50 @@ def _zeroshot_vs_size(manifest, figure_id, scale_cfg, results, runs_dir, out_pre
     return _save(fig, out_prefix, frac)
 
 
-RENDERERS = {"ppl_vs_sparsity": _ppl_vs_sparsity, "layer_error": _layer_error, "zeroshot_vs_size": _zeroshot_vs_size}
+def speedup_series(manifest: Manifest, figure_id: str, scale_cfg: Mapping, results: Results) -> dict:
+    """{model: {method: [(speed-up, perplexity, label), ...] sorted by speed-up}}; a ``dense`` series
+    row is the dense model at its measured speed-up (about 1: it is timed against itself)."""
+    fig = manifest.figures[figure_id]
+    ppl, speed = required_metrics(manifest, figure_id, scale_cfg)[:2]
+    s = paper_seeds(manifest, scale_cfg)
+    out: dict = {}
+    for model in target_models(manifest, figure_id, scale_cfg):
+        series: dict = {}
+        for r in (r for r in fig.series if row_skip(manifest, r, scale_cfg) is None):
+            x = summarise(results, model, r.method, r.setting, speed, s)[0]
+            y = summarise(results, model, r.method, r.setting, ppl, s)[0]
+            if x is not None and y is not None:
+                series.setdefault(r.method, []).append((x, y, r.label))
+        out[model] = {m: sorted(pts) for m, pts in series.items()}
+    return out
+
+
+def _ppl_vs_speedup(manifest, figure_id, scale_cfg, results, runs_dir, out_prefix) -> list[Path]:
+    ppl, speed = required_metrics(manifest, figure_id, scale_cfg)[:2]
+    data = speedup_series(manifest, figure_id, scale_cfg, results)
+    fig, axes, frac = _canvas(manifest, figure_id, scale_cfg, len(data))
+    for ax, (model, series) in zip(axes, data.items()):
+        values = []
+        dense = series.pop(DENSE, None)
+        for method, pts in series.items():
+            xs, ys, _ = zip(*pts)
+            ax.plot(xs, ys, marker="o", ms=4, label=method)
+            values += list(ys)
+        if dense:
+            ax.scatter([dense[0][0]], [dense[0][1]], marker="*", s=80, color="black", label="dense", zorder=3)
+            values.append(dense[0][1])
+        pos = [v for v in values if v > 0]
+        if pos and max(pos) / min(pos) > WIDE_RANGE:
+            ax.set_yscale("log")
+        ax.set_title(model)
+        ax.set_xlabel(f"measured speed-up over dense ({speed.split('/')[0]})")
+        ax.set_ylabel(ppl)
+        _empty(ax, bool(values))
+    return _save(fig, out_prefix, frac)
+
+
+RENDERERS = {"ppl_vs_sparsity": _ppl_vs_sparsity, "layer_error": _layer_error, "zeroshot_vs_size": _zeroshot_vs_size,
+             "ppl_vs_speedup": _ppl_vs_speedup}
 
 
 def render_figure(manifest: Manifest, figure_id: str, scale_cfg: Mapping, results: Results, out_prefix: str | Path,

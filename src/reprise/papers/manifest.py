@@ -70,6 +70,7 @@ class Table:
     models: tuple[str, ...] | None = None  # None: every model of the scale
     notes: tuple[Note, ...] = ()
     wall_time: bool = False  # the compress job's wall seconds, activation generation included
+    speed: bool = False  # the speed job's speed-up, FLOP ratio and parameter count (eval.speed)
     tasks: tuple[str, ...] | None = None  # the paper's zero-shot tasks (None: the scale's eval.zeroshot_tasks)
 
 
@@ -476,7 +477,7 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
             perplexity=t["metrics"].get("perplexity", False), zeroshot=t["metrics"].get("zeroshot", False),
             zeroshot_metric=t["metrics"].get("zeroshot_metric", "acc"), runtime=t["metrics"].get("runtime", False),
             models=tuple(t["models"]) if "models" in t else None, notes=_notes(t.get("notes")),
-            wall_time=t["metrics"].get("wall_time", False), tasks=tuple(t["tasks"]) if "tasks" in t else None,
+            wall_time=t["metrics"].get("wall_time", False), speed=t["metrics"].get("speed", False), tasks=tuple(t["tasks"]) if "tasks" in t else None,
         )
         for tid, t in (m.get("tables") or {}).items()
     }

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from reprise.io import ReproError
+from reprise.metrics import SPEED_FIELDS, speed_metric
 from reprise.papers.manifest import DENSE, Figure, Manifest, Table, sparsity_setting
 
 SCALES = ("smoke", "mini", "full")
+ALL_SETTINGS = "all"  # papers.<paper>.settings: all runs every row (a larger scale undoing smoke's thinning)
+ALL_BLOCKS = "all"  # papers.<paper>.blocks: all compresses every block (structured pruning shrinks them all)
 
 
 @dataclass(frozen=True, order=True)
@@ -99,7 +102,41 @@ def blocks(manifest: Manifest, scale_cfg: Mapping) -> Any:
     """The block slice of this paper at this scale (``papers.<paper>.blocks``, else ``driver.blocks``),
     or None when every block is compressed."""
     b = _get(scale_cfg, f"papers.{manifest.paper}.blocks", None)
+    if b == ALL_BLOCKS:
+        return None
     return b if b is not None else _get(scale_cfg, "driver.blocks", None)
+
+
+def scale_settings(manifest: Manifest, scale_cfg: Mapping) -> set[str] | None:
+    """The settings this scale runs (``papers.<paper>.settings``: setting names, for every method, or
+    ``method/setting``), or None for all of them (absent or ``all``)."""
+    own = _get(scale_cfg, f"papers.{manifest.paper}.settings", None)
+    if own is None or own == ALL_SETTINGS:
+        return None
+    declared = {s for _, s in manifest.settings} | {f"{m}/{s}" for m, s in manifest.settings}
+    unknown = sorted(set(own) - declared - {DENSE})
+    if unknown:
+        raise ReproError(f"scale config: papers.{manifest.paper}.settings names {', '.join(unknown)}, which "
+                         f"{manifest.path} does not declare under settings; use its setting names")
+    return set(own) | {DENSE}
+
+
+def row_skip(manifest: Manifest, row: Any, scale_cfg: Mapping) -> str | None:
+    """Why a table row or figure series is not regenerated at this scale (None: it is)."""
+    if row.skip is not None:
+        return row.skip
+    keep = scale_settings(manifest, scale_cfg)
+    if keep is not None and row.setting not in keep and f"{row.method}/{row.setting}" not in keep:
+        return f"not run at scale '{scale_name(scale_cfg)}' (papers.{manifest.paper}.settings thins the grid)"
+    return None
+
+
+def speed_metrics(scale_cfg: Mapping) -> list[str]:
+    """The speed job's metrics at this scale's input shape (``eval.speed``, default batch 1 × eval.seqlen)."""
+    cfg = _get(scale_cfg, "eval.speed", None) or {}
+    batch = int(cfg.get("batch_size", 1))
+    seqlen = int(cfg.get("seqlen", _get(scale_cfg, "eval.seqlen")))
+    return [speed_metric(f, batch, seqlen) for f in SPEED_FIELDS]
 
 
 def perplexity_metrics(scale_cfg: Mapping) -> list[str]:
@@ -207,8 +244,11 @@ def required_metrics(manifest: Manifest, target: str, scale_cfg: Mapping) -> lis
         ppl = perplexity_metrics(scale_cfg)
         if not ppl:
             raise ReproError(f"scale config: eval.testsets is empty, but figure {target} plots perplexity")
+        if spec.kind == "ppl_vs_speedup":
+            return ppl[:1] + speed_metrics(scale_cfg)
         return ppl[:1]
     out = perplexity_metrics(scale_cfg) if spec.perplexity else []
+    out += speed_metrics(scale_cfg) if spec.speed else []
     if spec.zeroshot and spec.tasks is None:
         out += zeroshot_metrics(scale_cfg, spec.zeroshot_metric)
     elif spec.zeroshot:
@@ -220,7 +260,7 @@ def target_rows(manifest: Manifest, target: str, scale_cfg: Mapping) -> list[tup
     """(method, setting) pairs the target regenerates at this scale (skipped rows excluded)."""
     spec = _target(manifest, target)
     if isinstance(spec, Table) or spec.series:
-        return [(r.method, r.setting) for r in spec.rows if r.skip is None]
+        return [(r.method, r.setting) for r in spec.rows if row_skip(manifest, r, scale_cfg) is None]
     pairs = [(DENSE, DENSE)] if spec.dense_reference else []
     for method in spec.methods:
         pairs += [(method, sparsity_setting(s)) for s in figure_sparsities(manifest, target, scale_cfg)]
@@ -263,6 +303,26 @@ def run_metrics(manifest: Manifest, scale_cfg: Mapping) -> dict[tuple[str, str, 
         for cell in plan(manifest, scale_cfg, t):
             out.setdefault(cell.run, set()).update(metrics)
     return {run: sorted(m) for run, m in out.items()}
+
+
+def run_blocks(manifests: Iterable[Manifest], scale_cfg: Mapping) -> dict[tuple[str, str, str, int], Any]:
+    """The block slice each planned run compresses (its paper's ``papers.<paper>.blocks``, else
+    ``driver.blocks``; None: every block). Runs are shared by path, so two papers that plan the same
+    run with different slices are an error."""
+    out: dict[tuple[str, str, str, int], tuple[Any, str]] = {}
+    for manifest in manifests:
+        b = blocks(manifest, scale_cfg)
+        b = list(b) if isinstance(b, (list, tuple)) else b
+        for run in run_metrics(manifest, scale_cfg):
+            if run[1] == DENSE:
+                continue
+            if run in out and out[run][0] != b:
+                raise ReproError(
+                    f"run {'/'.join(map(str, run))} is planned by papers {out[run][1]} (blocks {out[run][0]}) and "
+                    f"{manifest.paper} (blocks {b}); runs are shared by path, so give the two papers the same "
+                    "papers.<paper>.blocks or distinct setting names")
+            out.setdefault(run, (b, manifest.paper))
+    return {run: b for run, (b, _) in out.items()}
 
 
 def study_model(manifest: Manifest, study: str, scale_cfg: Mapping) -> str:

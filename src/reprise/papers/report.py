@@ -8,6 +8,7 @@ from typing import Mapping
 
 from reprise.io import atomic_path
 from reprise.papers.manifest import Manifest, Published, Tolerance
+from reprise.metrics import is_speed_metric
 from reprise.papers.plan import (is_smoke, perplexity_metrics, required_metrics, scale_models, scale_name, paper_seeds,
                                  target_models)
 from reprise.papers.results import Results, summarise
@@ -107,7 +108,7 @@ def claim_rows(manifest: Manifest, scale_cfg: Mapping, results: Results) -> list
             if m == "perplexity":
                 metrics += [x for x in required if "_ppl@" in x][:1]
             elif m == "zeroshot":
-                metrics += [x for x in required if "/" in x]
+                metrics += [x for x in required if "/" in x and not is_speed_metric(x)]
             else:
                 metrics.append(m)
 

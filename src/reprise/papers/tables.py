@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Mapping
 
 from reprise.io import atomic_path
+from reprise.metrics import is_speed_metric
 from reprise.papers.manifest import Manifest
-from reprise.papers.plan import (blocks, figure_task, is_smoke, perplexity_metrics, required_metrics, scale_name,
+from reprise.papers.plan import (blocks, figure_task, is_smoke, perplexity_metrics, required_metrics, row_skip, scale_name,
                                  scale_models, paper_seeds, stand_in_models, study_model, table_tasks, target_models)
 from reprise.papers.results import RUNTIME, WALL, Results, summarise
 
@@ -22,6 +23,8 @@ def fmt(metric: str, value: float | None, std: float | None = None) -> str:
     def one(v: float) -> str:
         if metric in (RUNTIME, WALL):
             return f"{v:.1f}"
+        if is_speed_metric(metric):  # speed-up and FLOP ratio to 2 decimals, parameters in millions
+            return f"{v / 1e6:.1f}M" if metric.endswith("/params") else f"{v:.2f}"
         if "/" in metric:
             return f"{v:.4f}"
         return f"{v:.3g}" if abs(v) >= 1e4 else f"{v:.2f}"
@@ -97,6 +100,8 @@ def table_frame(manifest: Manifest, table_id: str, scale_cfg: Mapping, results: 
     rows = []
     for model in target_models(manifest, table_id, scale_cfg):
         for r in table.rows:
+            if r.skip is None and row_skip(manifest, r, scale_cfg) is not None:
+                continue  # thinned at this scale: listed once in the notes
             cells = {m: summarise(results, model, r.method, r.setting, m, s) for m in metrics}
             rows.append({"model": model, "method": r.method, "setting": r.setting, "label": r.label, "skip": r.skip, "cells": cells})
     return metrics, rows
@@ -138,6 +143,11 @@ def render_table(manifest: Manifest, table_id: str, scale_cfg: Mapping, results:
     md += ["| " + " | ".join(line) + " |" for line in shown]
     notes = [n.text for n in manifest.tables[table_id].notes if n.applies(scale_name(scale_cfg))]
     notes += [f"{r.label}: not regenerated ({r.skip})." for r in manifest.tables[table_id].rows if r.skip]
+    thinned = [r.label for r in manifest.tables[table_id].rows
+               if r.skip is None and row_skip(manifest, r, scale_cfg) is not None]
+    if thinned:
+        notes.append(f"Not run at scale '{scale}' (papers.{manifest.paper}.settings thins the grid): "
+                     + ", ".join(thinned) + ".")
     md += [""] + [f"- {t}" for t in notes] if notes else []
     with atomic_path(paths[1], suffix=".md") as tmp:
         tmp.write_text("\n".join(md) + "\n")
