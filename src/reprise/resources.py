@@ -128,6 +128,21 @@ def speed_runtime_min(shape: Shape, seqlen: int, batch: int, passes: int, gpu: b
     return _request(2 * eval_expected_min(shape, passes * batch * seqlen, gpu, threads), attempt)
 
 
+# Vision channel-pruning jobs (reprise.vision): expected minutes on a GPU / per CPU thread and host
+# memory. digits-resnet trains and prunes in seconds; ImageNet models evaluate 50,000 images per
+# pruned model (4 methods x 3 sparsities + dense) and solve up to 4608-wide conv Grams.
+VISION_COST = {"digits-resnet": (1, 2, 3000), "resnet50": (180, 6000, 24000), "mobilenet_v2": (90, 2400, 16000)}
+
+
+def vision_runtime_min(model: str, gpu: bool = True, threads: int = 1, attempt: int = 1) -> int:
+    gpu_min, cpu_min, _ = VISION_COST.get(model, VISION_COST["resnet50"])
+    return _request(gpu_min if gpu else cpu_min / max(threads, 1), attempt)
+
+
+def vision_mem_mb(model: str, attempt: int = 1) -> int:
+    return int(math.ceil(VISION_COST.get(model, VISION_COST["resnet50"])[2] * _retry(attempt)))
+
+
 def layer_study_mem_mb(shape: Shape, attempt: int = 1) -> int:
     """A single-layer study: the layer's weight and Gram (at most the FFN width) and a few factors of them."""
     total = 10 * shape.intermediate ** 2 * 4

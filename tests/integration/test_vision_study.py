@@ -27,12 +27,12 @@ def test_digits_study_rows_and_osscar_beats_magnitude(digits_rows):
     rows, layers = digits_rows
     by = {r["method"]: r for r in rows}
     assert list(by) == ["dense", "mp", "mp-plus", "osscar"] and all(list(r) == list(COLUMNS) for r in rows)
-    assert by["dense"]["top1"] >= 0.95 and by["dense"]["flop_ratio"] == 1
+    assert by["dense"]["top1"] >= 0.95 and by["dense"]["flops_kept"] == 1
     assert by["osscar"]["top1"] >= by["mp"]["top1"]
     assert by["osscar"]["top1"] >= by["dense"]["top1"] - 0.05  # one-shot, no fine-tuning, still close
     # the same kept-channel budget for every method: equal parameters and FLOPs, all below dense
     assert len({(by[m]["params"], by[m]["flops"]) for m in ("mp", "mp-plus", "osscar")}) == 1
-    assert by["mp"]["params"] < by["dense"]["params"] and 0.4 < by["mp"]["flop_ratio"] < 0.7
+    assert by["mp"]["params"] < by["dense"]["params"] and 0.4 < by["mp"]["flops_kept"] < 0.7
     # per layer: OSSCAR's reconstruction error <= MP+ (same support rule, refit) <= MP (no refit)
     obj = {(r["method"], r["layer"]): r["objective"] for r in layers}
     names = sorted({r["layer"] for r in layers})
@@ -60,7 +60,7 @@ def test_random_weight_mobilenet_run_reports_latency_not_accuracy():
         assert r["label"] == RANDOM_LABEL and r["top1"] is None
         assert r["latency_ms"] > 0 and r["latency_batch"] == 1 and r["threads"] == 1
         assert "top1 not measured" in r["note"] and MOBILENET_NOTE in r["note"]
-    assert rows[1]["params"] < rows[0]["params"] and rows[1]["flop_ratio"] < 1
+    assert rows[1]["params"] < rows[0]["params"] and rows[1]["flops_kept"] < 1
 
 
 def _fake_imagenet(root, n_classes=2, per_class=3):
@@ -102,7 +102,7 @@ def test_cli_vision_writes_csv_and_layer_log(tmp_path, capsys):
     assert rc == 0
     rows = list(csv.DictReader(out.open()))
     assert [r["method"] for r in rows] == ["dense", "mp"] and list(rows[0]) == list(COLUMNS)
-    assert float(rows[0]["top1"]) >= 0.95 and not math.isnan(float(rows[1]["flop_ratio"]))
+    assert float(rows[0]["top1"]) >= 0.95 and not math.isnan(float(rows[1]["flops_kept"]))
     assert len(list(csv.DictReader(log.open()))) == 3
     assert "| method |" in capsys.readouterr().out
     assert main(["vision", "--model", "resnet50", "--out", str(tmp_path / "x.csv"), "--imagenet-dir",

@@ -134,3 +134,30 @@ def test_tradeoff_figure_and_table_render_from_runs(m, tmp_path):
     assert {r["scale"] for r in rows} == {"smoke"}
     assert float(next(r for r in rows if r["setting"] == "s40" and r["method"] == "osscar")["speed@b1x256/speedup"]) == 1.6
     assert "Not run at scale 'smoke'" in (tmp_path / "t.md").read_text()
+
+
+def test_vision_study_models_per_scale_and_render(m, tmp_path):
+    from reprise.papers.plan import vision_file, vision_models
+    from reprise.papers.vision_study import read_rows, render_vision_study
+
+    spec = m.vision_studies["vision_channels"]
+    assert spec.models == ("resnet50", "mobilenet_v2") and "osscar" in spec.methods
+    smoke = {**SMOKE, "papers": {"osscar": {**SMOKE["papers"]["osscar"], "vision_models": ["digits-resnet"]}}}
+    assert vision_models(m, "vision_channels", smoke) == ["digits-resnet"]
+    assert vision_models(m, "vision_channels", cfg()) == ["resnet50", "mobilenet_v2"]  # the study's own
+    f = vision_file("runs", "digits-resnet", "osscar", "vision_channels", 0)
+    assert f.as_posix() == "runs/vision/digits-resnet/osscar.vision_channels_s0.csv"
+    src = tmp_path / "rows.csv"
+    src.write_text("model,method,sparsity,top1,params,flops_kept,prune_seconds,speedup,note\n"
+                   "digits-resnet,dense,0,0.99,151274,1.0,0,,\n"
+                   "digits-resnet,osscar,0.5,0.98,77386,0.51,0.2,,held-out test split\n")
+    paths = render_vision_study(m, "vision_channels", smoke, read_rows([src]), tmp_path / "v")
+    md = paths[1].read_text()
+    assert "digits-resnet stands in" in md and "SMOKE" in md and "98.00%" in md and "0.151M" in md
+    assert "speed-up" not in md  # an all-empty column is left out
+    with open(paths[0], newline="") as fh:
+        assert [r["scale"] for r in csv.DictReader(fh)] == ["smoke", "smoke"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ReproError, match="not a vision study result"):
+        read_rows([bad])

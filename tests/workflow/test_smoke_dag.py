@@ -111,6 +111,10 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
     assert all(float(r["speed@b1x64/params"]) < dense and float(r["speed@b1x64/flop_ratio"]) > 1
                for k, r in speed.items() if k[0] != "dense")
     assert "papers.osscar.settings thins the grid" in (oss / "table_opt.md").read_text()
+    with open(oss / "vision_channels.csv", newline="") as fh:  # the digits CNN, shrunk per method
+        vis = {(r["method"], r["sparsity"]): r for r in csv.DictReader(fh)}
+    assert float(vis[("dense", "0.0")]["top1"]) > 0.9
+    assert float(vis[("osscar", "0.5")]["top1"]) >= float(vis[("mp", "0.5")]["top1"])
     # every solve left its per-layer log and provenance; checkpoints were temporary at this scale
     logs = list((work / "runs" / "tiny-llama").glob("*/*/s0/solve_log.csv"))
     assert len(logs) >= 10

@@ -15,7 +15,7 @@ from reprise.papers.cost import benchmark_file, job_files
 from reprise.papers.plan import run_blocks, run_metrics
 from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb,
                                eval_runtime_min, eval_tokens, layer_study_mem_mb, layer_study_runtime_min, speed_mem_mb,
-                               speed_runtime_min, wants_gpu)
+                               speed_runtime_min, vision_mem_mb, vision_runtime_min, wants_gpu)
 from reprise.workflow_checks import check_config
 
 MODELS = load_model_registry(config["registries"]["models"])
@@ -121,8 +121,10 @@ def target_files(paper, target):
 
 
 def study_files(paper, study):
+    """A layer or vision study's outputs: a table, or a figure (admm_convergence)."""
     base = f"results/papers/{paper}/{study}"
-    if MANIFESTS[paper].layer_studies[study].is_figure:
+    layer = MANIFESTS[paper].layer_studies.get(study)
+    if layer is not None and layer.is_figure:
         return [f"{base}.png", f"{base}.pdf"]
     return [f"{base}.csv", f"{base}.md", f"{base}.tex"]
 
@@ -132,7 +134,7 @@ def all_targets():
     for paper, manifest in MANIFESTS.items():
         for target in targets(manifest):
             files += target_files(paper, target)
-        for study in manifest.layer_studies:
+        for study in [*manifest.layer_studies, *manifest.vision_studies]:
             files += study_files(paper, study)
         files.append(f"results/papers/{paper}/report.md")
         files += cost_files(paper)

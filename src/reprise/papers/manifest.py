@@ -99,6 +99,19 @@ LAYER_FIGURE_KINDS = ("admm_convergence",)
 
 
 @dataclass(frozen=True)
+class VisionStudy:
+    """One-shot channel pruning of vision models (``vision_studies``): every method at every
+    channel sparsity, one job per model; written as a table."""
+
+    id: str
+    caption: str
+    models: tuple[str, ...]
+    methods: tuple[str, ...]
+    sparsities: tuple[float, ...]
+    notes: tuple[Note, ...] = ()
+
+
+@dataclass(frozen=True)
 class LayerStudy:
     """A single-layer experiment (one linear's W and input Gram); a table, or a figure for
     ``admm_convergence``."""
@@ -193,6 +206,7 @@ class Manifest:
     figures: Mapping[str, Figure]
     published: tuple[Published, ...] = field(default=())
     layer_studies: Mapping[str, LayerStudy] = field(default_factory=dict)
+    vision_studies: Mapping[str, VisionStudy] = field(default_factory=dict)
     claims: tuple[Claim, ...] = ()
 
     def config(self, method: str, setting: str) -> dict[str, Any]:
@@ -414,6 +428,17 @@ def _layer_studies(path: Path, m: dict, taken: set[str]) -> dict[str, LayerStudy
     return out
 
 
+def _vision_studies(path: Path, m: dict, taken: set[str]) -> dict[str, VisionStudy]:
+    out = {}
+    for sid, st in (m.get("vision_studies") or {}).items():
+        if sid in taken:
+            raise _fail(path, f"vision_studies.{sid}", "a table, figure or layer study has this id too",
+                        "rename the vision study")
+        out[sid] = VisionStudy(id=sid, caption=st["caption"], models=tuple(st["models"]), methods=tuple(st["methods"]),
+                               sparsities=tuple(float(x) for x in st["sparsities"]), notes=_notes(st.get("notes")))
+    return out
+
+
 def _claims(path: Path, m: dict, tables: Mapping[str, Table], sources: Mapping[str, Source]) -> tuple[Claim, ...]:
     out, seen = [], set()
     for i, c in enumerate(m.get("claims") or ()):
@@ -496,6 +521,7 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
     scored = _scored(tables, figures)
     _check_refs(path, m, settings, scored)
     studies = _layer_studies(path, m, set(tables) | set(figures))
+    vision = _vision_studies(path, m, set(tables) | set(figures) | set(studies))
     claims = _claims(path, m, tables, sources)
     return Manifest(
         path=path, paper=m["paper"], title=m["title"], version=m["version"], description=m.get("description"),
@@ -503,7 +529,7 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
         notes=_notes(m.get("notes")), seed_independent=frozenset({DENSE, *m.get("seed_independent", ())}),
         settings=MappingProxyType(settings), tables=MappingProxyType(tables), figures=MappingProxyType(figures),
         published=_expand_published(path, m, sources, scored),
-        layer_studies=MappingProxyType(studies), claims=claims,
+        layer_studies=MappingProxyType(studies), vision_studies=MappingProxyType(vision), claims=claims,
     )
 
 

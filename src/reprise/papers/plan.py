@@ -333,6 +333,18 @@ def study_model(manifest: Manifest, study: str, scale_cfg: Mapping) -> str:
     return next((m for m in spec.models if m in models), models[0])
 
 
+def vision_models(manifest: Manifest, study: str, scale_cfg: Mapping) -> list[str]:
+    """The models of a vision study at this scale: ``papers.<paper>.vision_models`` (smoke's small
+    digits network stands in for ImageNet models), else the study's own."""
+    own = _get(scale_cfg, f"papers.{manifest.paper}.vision_models", None)
+    return list(own) if own else list(manifest.vision_studies[study].models)
+
+
+def vision_file(runs_dir: str | Path, model: str, paper: str, study: str, seed: int) -> Path:
+    """``runs/vision/<model>/<paper>.<study>_s<seed>.csv``: one model's rows of a vision study."""
+    return Path(runs_dir) / "vision" / model / f"{paper}.{study}_s{seed}.csv"
+
+
 def layer_file(runs_dir: str | Path, model: str, block: int, layer: str, seed: int) -> Path:
     """``runs/<model>/layers/b<block>.<layer>_s<seed>.pt``: one linear's weight, input Gram and mean."""
     return Path(runs_dir) / model / "layers" / f"b{block}.{layer}_s{seed}.pt"

@@ -222,6 +222,11 @@ def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_
         lines += ["", "## Layer studies (regenerated, not compared)", "",
                   "Single-layer experiments; the papers' numbers for them are not transcribed here.", ""]
         lines += [f"- `{sid}`: {study_caption(manifest, sid, scale_cfg)}" for sid in manifest.layer_studies]
+    if manifest.vision_studies:
+        from reprise.papers.vision_study import vision_caption
+
+        lines += ["", "## Vision studies (regenerated, not compared)", ""]
+        lines += [f"- `{sid}`: {vision_caption(manifest, sid, scale_cfg)}" for sid in manifest.vision_studies]
     lines += ["", "## Sources", ""]
     for src in manifest.sources.values():
         extra = "".join(f" {x}." for x in (src.version and f"Version: {src.version}", src.url and f"<{src.url}>") if x)

@@ -13,7 +13,7 @@
   the rows carry CPU latency instead.
 
 Every pruned row is measured on the *shrunk* model (channels physically removed). Columns:
-``model, method, sparsity, top1, params, flops, flop_ratio, param_ratio, prune_seconds,
+``model, method, sparsity, top1, params, flops, flops_kept, params_kept, prune_seconds,
 mean_rel_err, latency_ms, latency_batch, threads, speedup, calib_n, eval_n, seed, input_size,
 weights, label, note`` (``speedup`` = dense latency / this row's latency).
 """
@@ -37,7 +37,7 @@ from reprise.vision.prune import (STRUCTURED_METHODS, count_flops, count_params,
                                   shrink_channels)
 from reprise.vision.train import accuracy, loader_accuracy, train_digits
 
-COLUMNS = ("model", "method", "sparsity", "top1", "params", "flops", "flop_ratio", "param_ratio", "prune_seconds",
+COLUMNS = ("model", "method", "sparsity", "top1", "params", "flops", "flops_kept", "params_kept", "prune_seconds",
            "mean_rel_err", "latency_ms", "latency_batch", "threads", "speedup", "calib_n", "eval_n", "seed",
            "input_size", "weights", "label", "note")
 LAYER_COLUMNS = ("model", "method", "sparsity", "layer", "group_size", "channels", "kept", "objective", "rel_err",
@@ -153,7 +153,7 @@ def _run(model: str, methods: list[str], sparsities: list[float], *, seed: int, 
             lat: dict | None) -> dict[str, Any]:
         params, flops = count_params(m), count_flops(m, shape)
         r = {**base, "method": method, "sparsity": sparsity, "top1": top1(m), "params": params, "flops": flops,
-             "flop_ratio": flops / dense_flops, "param_ratio": params / dense_params, "prune_seconds": seconds,
+             "flops_kept": flops / dense_flops, "params_kept": params / dense_params, "prune_seconds": seconds,
              "mean_rel_err": rel, "latency_ms": None, "latency_batch": None, "speedup": None}
         if lat is not None:
             r.update(latency_ms=lat["latency_ms"], latency_batch=lat["batch"],
@@ -198,7 +198,7 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
 
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A small Markdown table of the headline columns."""
-    cols = ("method", "sparsity", "top1", "params", "flop_ratio", "prune_seconds", "latency_ms", "speedup")
+    cols = ("method", "sparsity", "top1", "params", "flops_kept", "prune_seconds", "latency_ms", "speedup")
 
     def fmt(v: Any) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
