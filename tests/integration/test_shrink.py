@@ -148,7 +148,7 @@ def test_bad_keep_sets_fail_clearly(entry, match):
 def test_bad_block_and_unsupported_family():
     with pytest.raises(ReproError, match=r"block 2 out of range: the model has blocks 0..1"):
         plan_shrink(tiny_model("opt"), {2: {"neurons": torch.arange(4)}})
-    with pytest.raises(ReproError, match=r"not family 'bloom'"):
+    with pytest.raises(ReproError, match=r"not declared for family 'bloom'"):
         plan_shrink(tiny_model("bloom"), {})
     with pytest.raises(ReproError, match=r"needs a model returned by shrink_model"):
         save_shrunk(tiny_model("opt"), None, "/nonexistent/never")

@@ -57,44 +57,22 @@ import torch
 import torch.nn as nn
 
 from reprise.io import ReproError
-from reprise.llm.models.adapters import adapter_for, blocks_of, get_submodule
+from reprise.llm.models.adapters import StructuredUnits, adapter_for, blocks_of, get_submodule
 
-
-@dataclass(frozen=True)
-class _Structure:
-    """Per-family facts that the generic Adapter does not carry (candidates to move into it)."""
-    q: str
-    k: str
-    v: str
-    o: str
-    ffn_producers: tuple[str, ...]
-    ffn_consumer: str
-    ffn_config: str  # config attribute holding the FFN width
-    heads_physical: bool  # can fewer attention units be expressed in the config?
-    gqa: bool  # attention unit = one key-value group (else: one head)
-
-
-_STRUCTURES: dict[str, _Structure] = {
-    "opt": _Structure(q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj", o="self_attn.out_proj",
-                      ffn_producers=("fc1",), ffn_consumer="fc2", ffn_config="ffn_dim",
-                      heads_physical=False, gqa=False),
-    "llama": _Structure(q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj", o="self_attn.o_proj",
-                        ffn_producers=("mlp.gate_proj", "mlp.up_proj"), ffn_consumer="mlp.down_proj",
-                        ffn_config="intermediate_size", heads_physical=True, gqa=True),
-}
 
 KINDS = ("heads", "neurons")
 
 
-def _structure(model: nn.Module) -> tuple[str, _Structure]:
-    family = adapter_for(model).family
-    if family not in _STRUCTURES:
-        raise ReproError(f"structured shrinking supports {sorted(_STRUCTURES)}, not family {family!r} "
-                         f"(fused query_key_value); add a _Structure entry in src/reprise/llm/export/shrink.py")
-    return family, _STRUCTURES[family]
+def _structure(model: nn.Module) -> tuple[str, StructuredUnits]:
+    adapter = adapter_for(model)
+    if adapter.structure is None:
+        raise ReproError(f"structured shrinking is not declared for family {adapter.family!r} (fused "
+                         "query_key_value); add structure=StructuredUnits(...) to its Adapter in "
+                         "src/reprise/llm/models/adapters.py")
+    return adapter.family, adapter.structure
 
 
-def _geometry(model: nn.Module, s: _Structure) -> dict[str, int]:
+def _geometry(model: nn.Module, s: StructuredUnits) -> dict[str, int]:
     c = model.config
     heads = c.num_attention_heads
     if s.gqa:
@@ -168,7 +146,7 @@ def _rows(unit_idx: torch.Tensor, width: int) -> torch.Tensor:
     return (unit_idx[:, None] * width + torch.arange(width)[None, :]).reshape(-1)
 
 
-def _attn_rows(units: torch.Tensor, g: dict[str, int], s: _Structure) -> tuple[torch.Tensor, torch.Tensor]:
+def _attn_rows(units: torch.Tensor, g: dict[str, int], s: StructuredUnits) -> tuple[torch.Tensor, torch.Tensor]:
     """(q and o rows/columns, k and v rows) of attention units."""
     if s.gqa:
         return _rows(units, g["group"] * g["head_dim"]), _rows(units, g["head_dim"])

@@ -14,6 +14,22 @@ from reprise.io import ReproError
 
 
 @dataclass(frozen=True)
+class StructuredUnits:
+    """Where structured pruning (OSSCAR, reprise.llm.export.shrink) finds a block's attention units
+    and FFN neurons, and what the family's config can express."""
+
+    q: str
+    k: str
+    v: str
+    o: str  # attention consumer: its input columns are the heads
+    ffn_producers: tuple[str, ...]  # linears whose output rows are the FFN neurons
+    ffn_consumer: str  # FFN consumer: its input columns are the neurons
+    ffn_config: str  # config attribute holding the FFN width
+    heads_physical: bool  # can fewer attention units be expressed in the config?
+    gqa: bool  # attention unit = one key-value group (else: one head)
+
+
+@dataclass(frozen=True)
 class Adapter:
     family: str
     model_types: tuple[str, ...]  # HF ``config.model_type`` values this table covers
@@ -29,6 +45,8 @@ class Adapter:
     # The role of each sequential group, one entry per group: "attn" (attention projections) or
     # "mlp" (feed-forward). Methods may treat the roles differently (DSnoT's skip_layer).
     group_roles: tuple[str, ...] = ()
+    # Structured pruning units (None: the family cannot be shrunk, e.g. fused query_key_value).
+    structure: StructuredUnits | None = None
 
     def __post_init__(self) -> None:
         if self.group_roles and (len(self.group_roles) != len(self.sequential_groups)
@@ -93,6 +111,10 @@ ADAPTERS: dict[str, Adapter] = {
             ),
             shared_inputs=(("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"),),
             group_roles=_ATTN_ATTN_MLP_MLP,
+            # OPTAttention derives head_dim from hidden_size / num_attention_heads: heads stay masked
+            structure=StructuredUnits(q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
+                                      o="self_attn.out_proj", ffn_producers=("fc1",), ffn_consumer="fc2",
+                                      ffn_config="ffn_dim", heads_physical=False, gqa=False),
         ),
         Adapter(
             family="llama",
@@ -109,6 +131,10 @@ ADAPTERS: dict[str, Adapter] = {
             ),
             shared_inputs=(("self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"), ("mlp.up_proj", "mlp.gate_proj")),
             group_roles=_ATTN_ATTN_MLP_MLP,
+            structure=StructuredUnits(q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
+                                      o="self_attn.o_proj", ffn_producers=("mlp.gate_proj", "mlp.up_proj"),
+                                      ffn_consumer="mlp.down_proj", ffn_config="intermediate_size",
+                                      heads_physical=True, gqa=True),
         ),
         Adapter(
             family="bloom",
