@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from reprise.io import atomic_path
 from reprise.papers.manifest import LayerStudy, Manifest
 from reprise.papers.plan import scale_name, study_model
-from reprise.papers.tables import _tex_escape, study_caption
+from reprise.papers.tables import study_caption, write_md_tex
 
 
 # --------------------------------------------------------------------------- output
@@ -53,19 +53,8 @@ def _write_table(manifest: Manifest, spec: LayerStudy, scale_cfg: Mapping, model
         if timed:
             line.append(f"{sum(secs.get((lab, c)) or 0.0 for c in columns):.3f}")
         body.append(line)
-    md = [f"**{manifest.paper} / {spec.id}.** {cap}", "", "| " + " | ".join(head) + " |",
-          "|---|" + "---:|" * (len(head) - 1)] + ["| " + " | ".join(line) + " |" for line in body]
     notes = [n.text for n in spec.notes if n.applies(scale)]
-    md += [""] + [f"- {t}" for t in notes] if notes else []
-    with atomic_path(paths[1], suffix=".md") as tmp:
-        tmp.write_text("\n".join(md) + "\n")
-    tex = [r"\begin{table}[t]", r"\centering", r"\caption{" + _tex_escape(cap) + "}",
-           r"\label{tab:" + f"{manifest.paper}-{spec.id}" + "}", r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
-           r"\toprule", " & ".join(_tex_escape(h) for h in head) + r" \\", r"\midrule"]
-    tex += [" & ".join(_tex_escape(x) for x in line) + r" \\" for line in body]
-    tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    with atomic_path(paths[2], suffix=".tex") as tmp:
-        tmp.write_text("\n".join(tex) + "\n")
+    write_md_tex(paths[1], paths[2], manifest.paper, spec.id, cap, head, body, notes)
     return paths
 
 

@@ -168,5 +168,24 @@ def render_table(manifest: Manifest, table_id: str, scale_cfg: Mapping, results:
     return paths
 
 
+def write_md_tex(md_path: Path, tex_path: Path, paper: str, target: str, cap: str, head: list[str],
+                 body: list[list[str]], notes: list[str], text_columns: int = 1) -> None:
+    """The Markdown and LaTeX forms of a plain table (``head``, ``body`` already formatted): the
+    first ``text_columns`` columns left-aligned, the rest right-aligned; ``notes`` as a list."""
+    right = len(head) - text_columns
+    md = [f"**{paper} / {target}.** {cap}", "", "| " + " | ".join(head) + " |",
+          "|" + "---|" * text_columns + "---:|" * right] + ["| " + " | ".join(line) + " |" for line in body]
+    md += [""] + [f"- {t}" for t in notes] if notes else []
+    with atomic_path(md_path, suffix=".md") as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+    tex = [r"\begin{table}[t]", r"\centering", r"\caption{" + _tex_escape(cap) + "}",
+           r"\label{tab:" + f"{paper}-{target}" + "}", r"\begin{tabular}{" + "l" * text_columns + "r" * right + "}",
+           r"\toprule", " & ".join(_tex_escape(h) for h in head) + r" \\", r"\midrule"]
+    tex += [" & ".join(_tex_escape(x) for x in line) + r" \\" for line in body]
+    tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    with atomic_path(tex_path, suffix=".tex") as tmp:
+        tmp.write_text("\n".join(tex) + "\n")
+
+
 def _num(v: float | None) -> str:
     return "" if v is None else repr(float(v))

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 from reprise.io import ReproError, atomic_path
 from reprise.papers.manifest import Manifest
 from reprise.papers.plan import is_smoke, paper_seeds, scale_name, vision_models
-from reprise.papers.tables import SMOKE_LABEL, _tex_escape
+from reprise.papers.tables import SMOKE_LABEL, write_md_tex
 
 SHOWN = (("top1", "top-1"), ("flops_kept", "FLOPs kept"), ("params", "parameters"), ("prune_seconds", "prune s"),
          ("speedup", "speed-up"))
@@ -70,18 +70,7 @@ def render_vision_study(manifest: Manifest, study: str, scale_cfg: Mapping, rows
     head = ["model", "method", "sparsity", *[dict(SHOWN)[c] for c in shown]]
     body = [[r["model"], r["method"], f"{float(r['sparsity']):g}", *[_cell(c, r.get(c, "")) for c in shown]] for r in rows]
     cap = vision_caption(manifest, study, scale_cfg)
-    md = [f"**{manifest.paper} / {study}.** {cap}", "", "| " + " | ".join(head) + " |",
-          "|---|---|" + "---:|" * (len(head) - 2)] + ["| " + " | ".join(line) + " |" for line in body]
     notes = [n.text for n in manifest.vision_studies[study].notes if n.applies(scale)]
     notes += sorted({r["note"] for r in rows if r.get("note")})
-    md += [""] + [f"- {t}" for t in notes] if notes else []
-    with atomic_path(paths[1], suffix=".md") as tmp:
-        tmp.write_text("\n".join(md) + "\n")
-    tex = [r"\begin{table}[t]", r"\centering", r"\caption{" + _tex_escape(cap) + "}",
-           r"\label{tab:" + f"{manifest.paper}-{study}" + "}", r"\begin{tabular}{ll" + "r" * (len(head) - 2) + "}",
-           r"\toprule", " & ".join(_tex_escape(h) for h in head) + r" \\", r"\midrule"]
-    tex += [" & ".join(_tex_escape(x) for x in line) + r" \\" for line in body]
-    tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    with atomic_path(paths[2], suffix=".tex") as tmp:
-        tmp.write_text("\n".join(tex) + "\n")
+    write_md_tex(paths[1], paths[2], manifest.paper, study, cap, head, body, notes, text_columns=2)
     return paths
