@@ -88,9 +88,9 @@ def report(args, layer_rows, summary_rows, methods, batches, calib, calib_meta, 
     text = ("# bench_osscar (structured pruning of all 30 blocks of SmolLM2-135M; shrunk-model speed on CPU)\n\n"
             f"Calibration {calib_meta.get('protocol', args.calib)} {tuple(calib.shape)}; test windows "
             f"{args.test} {tuple(windows.shape)}; torch threads {torch.get_num_threads()}; latency = median of "
-            f"{args.repeats} forwards after {args.warmup} warm-up, use_cache=False, fp32.\n\n"
+            f"{args.repeats} forwards after {args.warmup} warm-up, dense and shrunk alternately, use_cache=False, fp32.\n\n"
             "Points: n25 = 25% FFN neurons removed, heads kept; n50-kv1 / n75-kv1 = 50% / 75% neurons and 1 of 3 "
-            "key-value groups removed. FLOPs = 2·params·tokens (embeddings/head included, tied matrix once) + "
+            "key-value groups removed. FLOPs = 2·matmul params·tokens (head included, embedding lookups left out) + "
             "4·L²·d_attn per block; efficiency = speed-up / FLOP ratio.\n\n"
             "## Perplexity\n\n" + summary[[c for c in ppl_cols if c in summary]].to_markdown(index=False, floatfmt=".4g")
             + "\n\n## Speed (dense vs shrunk OSSCAR model)\n\n"
