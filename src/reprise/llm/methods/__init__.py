@@ -30,11 +30,13 @@ from reprise.llm.methods.quantease_outlier import QuantEaseOutlierConfig
 from reprise.llm.methods.sparsegpt import SparseGptConfig
 from reprise.llm.methods import osscar  # noqa: E402,F401,I001
 from reprise.llm.methods.osscar import MpConfig, OsscarConfig, StructuredConfig  # noqa: E402,I001
+from reprise.llm.methods.hassle_free import HassleFreeConfig, OatsConfig  # noqa: E402,I001
 
 __all__ = [
     "AdmmGradConfig", "DsnotConfig",
     "AlpsConfig", "BacksolveConfig",
     "MpConfig", "OsscarConfig", "StructuredConfig",
+    "HassleFreeConfig", "OatsConfig",
     "REGISTRY", "Method", "MethodConfig", "NoConfig", "QuantConfig", "PruneConfig", "AwqConfig", "GptqConfig",
     "QuantEaseConfig", "QuantEaseOutlierConfig",
     "SparseGptConfig", "SolveResult", "check_inputs", "get_method", "layer_objective", "parse_nm",
