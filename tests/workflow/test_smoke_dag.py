@@ -199,10 +199,10 @@ def test_dry_run_of_larger_scales_builds_offline(scale):
     # `reprise plan` counts the jobs this DAG holds
     from reprise.cli import _load_config, plan_totals
 
-    stats = dict(re.findall(r"^(compress|perplexity|zeroshot)\s+(\d+)$", out, re.M))
+    stats = dict(re.findall(r"^(compress|perplexity|zeroshot|speed)\s+(\d+)$", out, re.M))
     _, total = plan_totals(_load_config(scale, str(REPO / "config" / "config.yaml")))
     assert total["compress_jobs"] == int(stats["compress"])
-    assert total["eval_jobs"] == int(stats["perplexity"]) + int(stats.get("zeroshot", 0))
+    assert total["eval_jobs"] == int(stats["perplexity"]) + int(stats.get("zeroshot", 0)) + int(stats.get("speed", 0))
 
 
 @pytest.mark.parametrize("override, message", [
