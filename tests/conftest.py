@@ -34,6 +34,15 @@ def token_batch(n: int, length: int, vocab: int = 512, seed: int = 0) -> torch.T
     return torch.randint(0, vocab, (n, length), generator=torch.Generator().manual_seed(seed))
 
 
+def correlated_layer(seed: int, rows: int = 8, cols: int = 32, n: int = 96, dtype=torch.float32):
+    """(W, G) of a random layer with correlated inputs of uneven scale, so G is far from diagonal."""
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.eye(cols) + 0.7 * torch.randn(cols, cols, generator=g) / cols ** 0.5
+    X = (torch.randn(n, cols, generator=g) @ mix) * torch.exp(0.5 * torch.randn(cols, generator=g))
+    W = torch.randn(rows, cols, generator=g)
+    return W.to(dtype), (X.T @ X / n).to(dtype)
+
+
 @pytest.fixture(scope="session")
 def smollm2_dir(request, tmp_path_factory) -> Path:
     """SmolLM2-135M materialised once (fp32 safetensors) by the workflow's own `materialize`,

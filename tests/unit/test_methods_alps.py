@@ -5,6 +5,7 @@ import logging
 import pytest
 import torch
 
+from conftest import correlated_layer
 from reprise.io import ReproError
 from reprise.llm.methods import AlpsConfig, layer_objective, solve
 from reprise.llm.methods.alps import FAST_CONFIG, ShiftedInverse, _global_keep, _small_nm_keep
@@ -15,12 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def _problem(seed, rows=8, cols=32, n=96, dtype=torch.float32):
-    """Random layer with correlated inputs of uneven scale, so G is far from diagonal."""
-    g = torch.Generator().manual_seed(seed)
-    mix = torch.eye(cols) + 0.7 * torch.randn(cols, cols, generator=g) / cols ** 0.5
-    X = (torch.randn(n, cols, generator=g) @ mix) * torch.exp(0.5 * torch.randn(cols, generator=g))
-    W = torch.randn(rows, cols, generator=g)
-    return W.to(dtype), (X.T @ X / n).to(dtype)
+    return correlated_layer(seed, rows, cols, n, dtype)
 
 
 def _ridge_objective(W, W_hat, G, lam):

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from conftest import correlated_layer
 from reprise.io import ReproError
 from reprise.llm.methods import HassleFreeConfig, OatsConfig, get_method, layer_objective, solve
 from reprise.llm.methods.hassle_free import (
@@ -18,12 +19,7 @@ from reprise.llm.methods.masks import nm_keep
 
 
 def _problem(seed, rows=8, cols=32, n=96, dtype=torch.float64):
-    """Random layer with correlated inputs of uneven scale, so G is far from diagonal."""
-    g = torch.Generator().manual_seed(seed)
-    mix = torch.eye(cols) + 0.7 * torch.randn(cols, cols, generator=g) / cols ** 0.5
-    X = (torch.randn(n, cols, generator=g) @ mix) * torch.exp(0.5 * torch.randn(cols, generator=g))
-    W = torch.randn(rows, cols, generator=g)
-    return W.to(dtype), (X.T @ X / n).to(dtype)
+    return correlated_layer(seed, rows, cols, n, dtype)
 
 
 def _assert_nm(mask, n, m):
