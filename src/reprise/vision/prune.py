@@ -48,7 +48,6 @@ buffers, not parameters).
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -60,7 +59,9 @@ import torch.nn.functional as F
 
 from reprise.io import ReproError
 from reprise.llm.gram import GramAccumulator
+from reprise.llm.export.shrink import parameter_count
 from reprise.llm.methods import get_method
+from reprise.llm.methods.osscar import kept_count
 
 STRUCTURED_METHODS = ("mp", "mp-plus", "osscar", "ziplm")
 
@@ -450,14 +451,14 @@ def expected_params(model: nn.Module, kept: Mapping[str, torch.Tensor | int], ar
 
 
 def budget(channels: int, sparsity: float) -> int:
-    """Channels a unit keeps at ``sparsity``: ``⌊channels·(1 − sparsity)⌋`` (the solvers' rule)."""
-    return math.floor(channels * (1.0 - sparsity) + 1e-9)
+    """Channels a unit keeps at ``sparsity``: the solvers' own rule (``osscar.kept_count``)."""
+    return kept_count(channels, sparsity)
 
 
 # --------------------------------------------------------------------------- cost counters
 
 def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return parameter_count(model)
 
 
 @torch.no_grad()

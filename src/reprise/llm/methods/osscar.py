@@ -141,6 +141,12 @@ class OsscarConfig(StructuredConfig):
 
 # --------------------------------------------------------------------------- the problem
 
+def kept_count(units: int, sparsity: float) -> int:
+    """Groups kept at ``sparsity``: ``⌊units·(1 − sparsity)⌋`` (the tolerance absorbs float error,
+    so 0.3 of 10 keeps 7)."""
+    return math.floor(units * (1.0 - sparsity) + 1e-9)
+
+
 class GroupProblem:
     """The ridge problem of one layer in fp64: ``H``, ``C = W₀H``, the group layout and the budget."""
 
@@ -167,7 +173,7 @@ class GroupProblem:
         self.C = W0 @ H
         self.energy = float((self.C * W0).sum())  # tr(W₀ H W₀ᵀ) = f(0)
         self.zero_groups = (W0.reshape(m, self.g, k) == 0).all(dim=2).all(dim=0)
-        kept = math.floor(self.g * (1.0 - cfg.sparsity) + 1e-9)
+        kept = kept_count(self.g, cfg.sparsity)
         self.n_remove = max(self.g - kept, int(self.zero_groups.sum()))
 
     def cols(self, groups: torch.Tensor) -> torch.Tensor:
