@@ -43,7 +43,7 @@ LOG_COLUMNS = ("block", "layer", "method", "out_features", "in_features", "n_tok
 @dataclass
 class CompressionResult:
     rows: list[dict[str, Any]]  # the per-layer solve log
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # masks (bit-packed) and quantization metadata
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # packed masks, quantization, S + BA parts
     seconds: float = 0.0
     fingerprint: str = ""
     resumed_blocks: list[int] = field(default_factory=list)
@@ -66,15 +66,43 @@ def unpack_mask(packed: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.unpackbits(packed.numpy())[:n].astype(bool)).reshape(*shape.tolist())
 
 
+def _float_matrix(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) and v.is_floating_point() and v.ndim == 2
+
+
+def _lowrank_extras(prefix: str, res: Any, extras: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """A sparse + low-rank result (HASSLE-free, OATS): ``lora_A`` (r × in), ``lora_B`` (out × r) as
+    solved, and ``sparse_values``, S at the mask's positions in row-major order (with the packed
+    mask that is all of S, at one float per kept weight). Rank 0 keeps only the sparse values."""
+    A, B, S, mask = extras["A"], extras["B"], extras.get("sparse"), getattr(res, "mask", None)
+    if A.shape[0] != B.shape[1]:
+        raise ReproError(f"{prefix}: low-rank factors do not chain: A is {tuple(A.shape)}, B is {tuple(B.shape)}")
+    out: dict[str, torch.Tensor] = {}
+    if A.shape[0] > 0:
+        out[f"{prefix}.lora_A"] = A.detach().to("cpu", torch.float32).contiguous()
+        out[f"{prefix}.lora_B"] = B.detach().to("cpu", torch.float32).contiguous()
+    if _float_matrix(S) and mask is not None:
+        S, keep = S.detach().to("cpu", torch.float32), mask.detach().to("cpu", torch.bool)
+        if S.shape != keep.shape or bool((S[~keep] != 0).any()):
+            # values outside the mask would be lost by the compact form: refuse rather than drift
+            raise ReproError(f"{prefix}: the sparse part is not supported on the result's mask")
+        out[f"{prefix}.sparse_values"] = S[keep].contiguous()  # boolean indexing walks row-major
+    return out
+
+
 def _result_extras(prefix: str, res: Any) -> dict[str, torch.Tensor]:
     """What a layer's solve adds to compression.safetensors: its keep-mask and any other boolean
-    tensor of ``extras`` (e.g. QuantEase's ``outlier_mask``) bit-packed, and the quantization record."""
+    tensor of ``extras`` (e.g. QuantEase's ``outlier_mask``) bit-packed, the quantization record,
+    and for a sparse + low-rank result its factors and sparse values (``_lowrank_extras``)."""
     out: dict[str, torch.Tensor] = {}
     if getattr(res, "mask", None) is not None:
         out.update({f"{prefix}.{k}": v for k, v in pack_mask(res.mask).items()})
-    for name, v in (getattr(res, "extras", None) or {}).items():
+    extras = getattr(res, "extras", None) or {}
+    for name, v in extras.items():
         if isinstance(v, torch.Tensor) and v.dtype == torch.bool:
             out.update({f"{prefix}.{k}": t for k, t in pack_mask(v, name).items()})
+    if _float_matrix(extras.get("A")) and _float_matrix(extras.get("B")):
+        out.update(_lowrank_extras(prefix, res, extras))
     for k, v in (getattr(res, "quant", None) or {}).items():
         if isinstance(v, torch.Tensor):
             out[f"{prefix}.{k}"] = v.detach().to("cpu").contiguous()

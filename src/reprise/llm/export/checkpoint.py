@@ -3,7 +3,9 @@
 Layout of ``<out>/``: ``config.json`` + ``model.safetensors`` (dense weights with the compression
 applied, so ``AutoModelForCausalLM.from_pretrained`` loads it as is), the tokenizer,
 ``compression.json`` (method, config, driver, per-layer summary) and ``compression.safetensors``
-(bit-packed masks and quantization scales/zeros/g_idx keyed ``<block>.<layer>.<field>``).
+(bit-packed masks and quantization scales/zeros/g_idx keyed ``<block>.<layer>.<field>``). A
+sparse-plus-low-rank solve adds S's values and the factors there, and ``lora/``, the low-rank part
+as a peft LoRA adapter (``reprise.llm.export.lowrank``; compression.json's ``lowrank`` says so).
 The directory appears only when complete (written under a temporary name, then renamed).
 """
 from __future__ import annotations
@@ -27,6 +29,13 @@ def save_compressed(model: torch.nn.Module, tokenizer: Any, out_dir: str | os.Pa
             tokenizer.save_pretrained(tmp)
         if extras:
             save_file({k: v.contiguous() for k, v in extras.items()}, str(tmp / "compression.safetensors"))
+            if any(k.endswith(".lora_A") for k in extras):
+                from reprise.llm.export.lowrank import write_lora_adapter
+
+                # inside the temporary directory: no model dir without its adapter
+                lowrank = write_lora_adapter(tmp, extras, model)
+                if lowrank:
+                    info = {**info, "lowrank": lowrank}
         write_json(tmp / "compression.json", info)
     return out_dir
 
