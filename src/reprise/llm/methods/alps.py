@@ -251,11 +251,13 @@ def _rel_objective(Bp: torch.Tensor, B0: torch.Tensor, Gt: torch.Tensor, ref: fl
 
 
 def _admm(B0: torch.Tensor, Gt: torch.Tensor, C: torch.Tensor, project: Projector,
-          cfg: AlpsConfig) -> tuple[torch.Tensor, dict]:
+          cfg: AlpsConfig, inv: ShiftedInverse | None = None) -> tuple[torch.Tensor, dict]:
     """ADMM of spec §3.2 in the (m × p) layout; returns the last ``B`` and the run's record."""
     k = max(project.k, 1)
     adaptive = cfg.rho_schedule == "adaptive"
-    inv = ShiftedInverse(Gt, B0.dtype, B0.shape[0], cfg.update_iter if adaptive else None)
+    if inv is None:
+        inv = ShiftedInverse(Gt, B0.dtype, B0.shape[0], cfg.update_iter if adaptive else None)
+    inv.rho = None  # a reused factor: re-form for this run's ρ₀
     rho = cfg.rho0
     inv.set_rho(rho)
     keep0 = project(B0)
@@ -325,13 +327,36 @@ def _admm(B0: torch.Tensor, Gt: torch.Tensor, C: torch.Tensor, project: Projecto
 
 # --------------------------------------------------------------------------- methods
 
+@dataclasses.dataclass
+class AlpsFactor:
+    """What ALPS derives from the Gram alone (``G̃``, ``D``, ``λ`` and the eigendecomposition of
+    ``G̃``), so that one Gram's many solves (HASSLE-free's outer loop) decompose it once."""
+
+    Gt: torch.Tensor
+    D: torch.Tensor
+    lam: float
+    inv: ShiftedInverse
+
+
+def alps_factor(G: torch.Tensor, cfg: AlpsConfig, rows: int, dtype: torch.dtype) -> AlpsFactor:
+    Gt, D, lam = normalised_gram(G, cfg.rel_ridge)
+    adaptive = cfg.rho_schedule == "adaptive"
+    return AlpsFactor(Gt, D, lam, ShiftedInverse(Gt, dtype, rows, cfg.update_iter if adaptive else None))
+
+
 @register("alps", Config=AlpsConfig, kind="prune", needs_gram=True)
 def _alps(W: torch.Tensor, G: torch.Tensor, cfg: AlpsConfig) -> SolveResult:
+    return alps_prune(W, G, cfg)
+
+
+def alps_prune(W: torch.Tensor, G: torch.Tensor, cfg: AlpsConfig, factor: AlpsFactor | None = None) -> SolveResult:
+    """ALPS on ``W``; ``factor`` (from ``alps_factor`` with the same ``rel_ridge``) is reused if given."""
     project = Projector(tuple(W.shape), cfg.sparsity, cfg.nm_pair)
-    Gt, D, lam = normalised_gram(G, cfg.rel_ridge)
+    factor = factor or alps_factor(G, cfg, W.shape[0], W.dtype)
+    Gt, D, lam = factor.Gt, factor.D, factor.lam
     B0 = W * D[None, :]
     C = B0 @ Gt  # (G̃B₀)ᵀ in row layout
-    B, extras = _admm(B0, Gt, C, project, cfg)
+    B, extras = _admm(B0, Gt, C, project, cfg, factor.inv)
     keep = project(B)
     if cfg.refit == "pcg":
         B = pcg_refit(Gt, C.T, keep.T, (B * keep).T, cfg.pcg_iters, cfg.pcg_rtol).T

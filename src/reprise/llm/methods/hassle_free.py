@@ -10,7 +10,8 @@ with the damped Gram ``H`` (the shared damping policy, ``gram.damped_cholesky``:
 
 - sparse step: the registered ``sparsegpt`` or ``alps`` solver (``sparse_solver``, the paper's two
   variants) applied to the residual ``W − BA`` with the same ``G``; ALPS with ``ρ₀ = 0.1·(5t+1)``
-  and ``max_iter = 200`` at outer iteration ``t`` (§5.3, §5.4);
+  and ``max_iter = 200`` (``alps_max_iter``) at outer iteration ``t`` (§5.3, §5.4); the Gram is
+  factored once per layer (SparseGPT's inverse Cholesky, ALPS's eigendecomposition), as in the code;
 - low-rank step (``low_rank_step``): ``gd_iters`` Adam steps (default betas, ``lr = gd_lr/(t+10)``)
   on the factors in Jacobi-scaled coordinates ``Ã = A·D``, ``T̃ = (W − S)·D``, ``H_n = D⁻¹HD⁻¹``,
   ``D = sqrt(diag H)``, warm-started from the previous factors; a non-finite step resets to the
@@ -49,10 +50,12 @@ import math
 import torch
 
 from reprise.io import ReproError
-from reprise.llm.gram import damped_cholesky
+from reprise.llm.gram import damped_cholesky, damped_inverse_cholesky
+from reprise.llm.methods.alps import alps_factor, alps_prune
 from reprise.llm.methods.base import PruneConfig, SolveResult, _fail, _is_int, layer_objective, parse_nm
 from reprise.llm.methods.masks import n_pruned, nm_keep, prune_lowest
 from reprise.llm.methods.registry import get_method, register
+from reprise.llm.methods.sparsegpt import sparsegpt_sweep
 
 SPARSE_SOLVERS = ("sparsegpt", "alps")
 #: the scripts' fixed rank (``lora_num_ranks``, spec §5.4 [CODE]); used when no budget is given
@@ -158,6 +161,7 @@ class HassleFreeConfig(SparseLowRankConfig):
     gd_lr: float = 1e-2  # lr at outer step t is gd_lr/(t+10)
     rel_damp: float = 0.005  # percdamp
     seed: int = 42  # the LoRA init of A
+    alps_max_iter: int = ALPS_MAX_ITER  # ADMM iterations of each ALPS sparse step
 
     def validate(self) -> None:
         super().validate()
@@ -170,6 +174,7 @@ class HassleFreeConfig(SparseLowRankConfig):
         if not isinstance(v, float) or not math.isfinite(v) or v <= 0:
             _fail(self, "gd_lr", v, "use a finite learning rate > 0 (1e-2 in the scripts)")
         self._check_rel_damp()
+        self._check_pos_int("alps_max_iter")
         if not _is_int(self.seed):
             _fail(self, "seed", self.seed, "use an integer")
 
@@ -249,27 +254,37 @@ def _lora_init(rank: int, in_features: int, seed: int, dtype: torch.dtype, devic
     return A.to(dtype=dtype, device=device)
 
 
+def _sparse_step(G: torch.Tensor, cfg: HassleFreeConfig, rows: int, dtype: torch.dtype):
+    """``step(target, t) -> SolveResult``: the sparse solver on one Gram, factored once per layer
+    as the released code does (SparseGPT's inverse Cholesky; ALPS's eigendecomposition)."""
+    solver = get_method(cfg.sparse_solver)
+    base = cfg.pattern()
+    if cfg.sparse_solver == "sparsegpt":
+        scfg = solver.make_config({**base, "rel_damp": cfg.rel_damp})
+        factor = damped_inverse_cholesky(G, cfg.rel_damp)
+        return lambda target, t: sparsegpt_sweep(target, factor, scfg)
+
+    def alps_cfg(t: int):
+        return solver.make_config({**base, "rel_ridge": cfg.rel_damp, "rho0": 0.1 * (5 * t + 1),
+                                   "max_iter": cfg.alps_max_iter})
+
+    factor = alps_factor(G, alps_cfg(0), rows, dtype)
+    return lambda target, t: alps_prune(target, G, alps_cfg(t), factor)
+
+
 @register("hassle-free", Config=HassleFreeConfig, kind="prune", needs_gram=True)
 def _hassle_free(W: torch.Tensor, G: torch.Tensor, cfg: HassleFreeConfig) -> SolveResult:
     q, p = W.shape
     r = cfg.layer_rank(q, p)
     H = damped_gram(G, cfg.rel_damp)
-    solver = get_method(cfg.sparse_solver)
-    base = cfg.pattern()
-    if cfg.sparse_solver == "sparsegpt":
-        fixed = solver.make_config({**base, "rel_damp": cfg.rel_damp})
+    sparse_step = _sparse_step(G, cfg, q, W.dtype)
     B = torch.zeros(q, r, dtype=W.dtype, device=W.device)
     A = _lora_init(r, p, cfg.seed, W.dtype, W.device)
     trace: list[float] = []
     best = (math.inf, None, None, None, None)
     for t in range(cfg.am_iters):
-        if cfg.sparse_solver == "sparsegpt":
-            scfg = fixed
-        else:
-            scfg = solver.make_config({**base, "rel_ridge": cfg.rel_damp, "rho0": 0.1 * (5 * t + 1),
-                                       "max_iter": ALPS_MAX_ITER})
         L = B @ A
-        res = solver.solve(W - L, G, scfg)
+        res = sparse_step(W - L, t)
         mask = res.mask
         S = res.weight.to(W.dtype) * mask
         for stage in ("sparse", "low-rank"):

@@ -33,11 +33,17 @@ class SparseGptConfig(PruneConfig):
 
 @register("sparsegpt", Config=SparseGptConfig, kind="prune", needs_gram=True)
 def _sparsegpt(W: torch.Tensor, G: torch.Tensor, cfg: SparseGptConfig) -> SolveResult:
+    return sparsegpt_sweep(W, damped_inverse_cholesky(G, cfg.rel_damp), cfg)
+
+
+def sparsegpt_sweep(W: torch.Tensor, factor, cfg: SparseGptConfig) -> SolveResult:
+    """The sweep on a given ``(U, damping)`` of ``damped_inverse_cholesky``: a caller that prunes
+    many targets with one Gram (HASSLE-free's outer loop) factors it once."""
     rows, cols = W.shape
     nm = cfg.nm_pair
     if nm is not None:
         nm_keep(W[:1], *nm)  # fails early, with the message, when cols is not a multiple of M
-    U, damping = damped_inverse_cholesky(G, cfg.rel_damp)
+    U, damping = factor
     W = W.clone()
     if damping.dead:
         W[:, list(damping.dead)] = 0
