@@ -26,7 +26,26 @@ CUBIC_METHODS = {"gptq", "sparsegpt", "quantease", "quantease-outlier", "alps", 
 # paper's 30 sweeps; AWQ tries 20 scales and 20 clipping ratios, each one objective (2·q·p²).
 SWEEPS = {"quantease": 30 * 3, "quantease-outlier": 30 * 4, "awq": 40 * 2}
 # Iterative solvers with a factorisation per outer step (ADMM, alternating minimisation).
-ITERATIVE = {"alps": 30, "hassle-free": 30, "admm-grad": 5}
+# HASSLE-free repeats its sparse step (one SparseGPT factorisation, or a whole ALPS solve) in each
+# of its 80 outer iterations (spec §5.5); OATS one truncated SVD per iteration, 80 iterations.
+ITERATIVE = {"alps": 30, "hassle-free": 80, "hassle-free-alps": 80 * 30, "oats": 80, "admm-grad": 5}
+CUBIC_METHODS |= {"hassle-free-alps", "oats"}
+
+
+def cost_key(method: str, config: Any = None) -> str:
+    """The cost family of a run: HASSLE-free with ALPS inside costs an ALPS solve per outer step."""
+    if method == "hassle-free" and (config or {}).get("sparse_solver") == "alps":
+        return "hassle-free-alps"
+    return method
+
+
+def _iterations(method: str, config: Any = None) -> float:
+    """Outer iterations relative to the defaults above (a smoke config with 4 instead of 80)."""
+    base = ITERATIVE.get(method, 1)
+    cfg = config or {}
+    default = {"hassle-free": 80, "hassle-free-alps": 80, "oats": 80}.get(method)
+    own = cfg.get("iters" if method == "oats" else "am_iters") if default else None
+    return base * (own / default) if own else base
 
 
 @dataclass(frozen=True)
@@ -88,23 +107,24 @@ def _request(expected_min: float, attempt: int) -> int:
 
 
 def compress_expected_min(shape: Shape, n_seq: int, seqlen: int, method: str = "gptq", gpu: bool = True,
-                          threads: int = 1) -> float:
+                          threads: int = 1, config: Any = None) -> float:
     """Expected minutes: two forward passes over the calibration tokens, the Grams, the per-layer solves."""
     tokens = n_seq * seqlen
     forward = 2 * 2 * shape.params * tokens
     grams = 2 * tokens * shape.layers * (3 * shape.hidden ** 2 + shape.intermediate ** 2)
     h, i = shape.hidden, shape.intermediate
     qp2 = 4 * h ** 3 + 2 * i * h ** 2 + h * i ** 2  # Σ q·p² over a block's linears (attention, FFN)
-    per_block = (i ** 3 if method in CUBIC_METHODS else i ** 2) * 7 * ITERATIVE.get(method, 1)
+    key = cost_key(method, config)
+    per_block = (i ** 3 if key in CUBIC_METHODS else i ** 2) * 7 * _iterations(key, config)
     per_block += SWEEPS.get(method, 0) * qp2  # on top of the factorisation of a GPTQ/RTN start
     solves = shape.layers * per_block
     return _seconds(forward + grams + solves, gpu, threads) / 60 + 2 * _load_min(shape)
 
 
 def compress_runtime_min(shape: Shape, n_seq: int, seqlen: int, method: str = "gptq", gpu: bool = True,
-                         threads: int = 1, attempt: int = 1) -> int:
-    """The runtime a compress job requests (minutes)."""
-    return _request(compress_expected_min(shape, n_seq, seqlen, method, gpu, threads), attempt)
+                         threads: int = 1, attempt: int = 1, config: Any = None) -> int:
+    """The runtime a compress job requests (minutes); ``config`` refines iterative methods."""
+    return _request(compress_expected_min(shape, n_seq, seqlen, method, gpu, threads, config), attempt)
 
 
 def eval_expected_min(shape: Shape, n_tokens: int, gpu: bool = True, threads: int = 1) -> float:

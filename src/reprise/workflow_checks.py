@@ -28,6 +28,16 @@ def check_config(config: Mapping[str, Any], models: Mapping, datasets: Mapping, 
     for paper, pcfg in config["papers"].items():
         if paper not in manifests:
             problems.append(f"papers.{paper}: no manifest config/papers/{paper}.yaml")
+        own_cal = pcfg.get("calibration") or {}
+        if "dataset" in own_cal and own_cal["dataset"] not in datasets:
+            problems.append(f"papers.{paper}.calibration.dataset {own_cal['dataset']!r} is not in "
+                            f"{config['registries']['datasets']} (known: {sorted(datasets)})")
+        for ts in pcfg.get("testsets") or []:
+            if ts not in TEST_SETS:
+                problems.append(f"papers.{paper}.testsets: {ts!r} is not a known test set (known: {sorted(TEST_SETS)})")
+            elif TEST_SETS[ts]["dataset"] not in datasets:
+                problems.append(f"papers.{paper}.testsets: {ts!r} needs dataset {TEST_SETS[ts]['dataset']!r}, "
+                                "missing from the registry")
         for m in pcfg["models"]:
             if m not in models:
                 problems.append(f"papers.{paper}.models: {m!r} is not in {config['registries']['models']} "

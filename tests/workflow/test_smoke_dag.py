@@ -31,7 +31,8 @@ TINY_CONFIG = {
     "papers": {"baselines": {"models": ["tiny-llama"], "sparsities": [0.5, 0.8]},
                "quantease": {"models": ["tiny-llama"], "tasks": {"lambada_openai": "enwiki-cloze"}},
                "alps": {"models": ["tiny-llama"], "sparsities": [0.5, 0.9]},
-               "osscar": {"models": ["tiny-llama"]}},
+               "osscar": {"models": ["tiny-llama"]},
+               "hassle-free": {"models": ["tiny-llama"]}},
     "driver": {"device": "cpu", "blocks": None, "batch_size": 4},
 }
 
@@ -115,6 +116,15 @@ def test_smoke_dag_runs_then_has_nothing_to_do(tmp_path, smollm2_dir):
         vis = {(r["method"], r["sparsity"]): r for r in csv.DictReader(fh)}
     assert float(vis[("dense", "0.0")]["top1"]) > 0.9
     assert float(vis[("osscar", "0.5")]["top1"]) >= float(vis[("mp", "0.5")]["top1"])
+    hf = work / "results" / "papers" / "hassle-free"
+    for name in ("table_nm_r64_8b", "table_nm_r64_small", "table_cr50", "table_unstructured", "table_runtime"):
+        assert (hf / f"{name}.csv").is_file() and (hf / f"{name}.tex").is_file(), name
+    with open(hf / "table_nm_r64_8b.csv", newline="") as fh:
+        t_hf = {(r["method"], r["setting"]): r for r in csv.DictReader(fh)}
+    assert set(t_hf) == {("dense", "dense"), ("sparsegpt", "nm2-4"), ("alps", "nm2-4"), ("oats", "smoke-nm2-4-r64"),
+                         ("hassle-free", "smoke-sgpt-nm2-4-r64"), ("hassle-free", "smoke-alps-nm2-4-r64")}
+    assert all(0 <= float(r["zeroshot/avg"]) <= 1 and float(r[metric]) > 1 for r in t_hf.values())
+    assert "## Relative claims, recomputed" in (hf / "report.md").read_text()
     # every solve left its per-layer log and provenance; checkpoints were temporary at this scale
     logs = list((work / "runs" / "tiny-llama").glob("*/*/s0/solve_log.csv"))
     assert len(logs) >= 10

@@ -12,7 +12,7 @@ from reprise.llm.models import load_model_registry
 from reprise.metrics import eval_stem, ppl_metric
 from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
 from reprise.papers.cost import benchmark_file, job_files
-from reprise.papers.plan import run_blocks, run_metrics
+from reprise.papers.plan import run_blocks, run_calibrations, run_metrics
 from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb,
                                eval_runtime_min, eval_tokens, layer_study_mem_mb, layer_study_runtime_min, speed_mem_mb,
                                speed_runtime_min, vision_mem_mb, vision_runtime_min, wants_gpu)
@@ -53,9 +53,16 @@ def raw_dir(dataset):
     return f"data/raw/{dataset_key(dataset, DATASETS)}"
 
 
-def calib_spec(seed):
-    return {"dataset": CAL["dataset"], "role": "calibration", "split": CAL["split"], "protocol": CAL["protocol"],
-            "n": CAL["n"], "seqlen": CAL["seqlen"], "seed": int(seed)}
+def calib_spec(seed, cal=None):
+    """The calibration token file's spec: the scale's draw (or ``cal``, a paper's own) at ``seed``."""
+    cal = cal or CAL
+    return {"dataset": cal["dataset"], "role": "calibration", "split": cal["split"], "protocol": cal["protocol"],
+            "n": cal["n"], "seqlen": cal["seqlen"], "seed": int(seed)}
+
+
+def run_calib_spec(wc):
+    """The calibration of one run: its paper's papers.<paper>.calibration, else the scale's."""
+    return calib_spec(wc.seed, RUN_CALIBRATION.get((wc.model, wc.method, wc.setting, int(wc.seed))))
 
 
 def test_spec(testset):
@@ -146,6 +153,7 @@ def run_config(method, setting):
 
 
 RUN_BLOCKS = run_blocks(MANIFESTS.values(), config)  # papers.<paper>.blocks per planned run
+RUN_CALIBRATION = run_calibrations(MANIFESTS.values(), config)  # papers.<paper>.calibration per planned run
 
 
 def run_driver(wc):
@@ -169,7 +177,8 @@ def compress_mem(wc, attempt):
 
 
 def compress_runtime(wc, attempt):
-    return compress_runtime_min(shape(wc.model), CAL["n"], CAL["seqlen"], wc.method, GPU > 0, THREADS, attempt)
+    return compress_runtime_min(shape(wc.model), CAL["n"], CAL["seqlen"], wc.method, GPU > 0, THREADS, attempt,
+                                run_config(wc.method, wc.setting))
 
 
 def eval_mem(wc, attempt):

@@ -10,7 +10,7 @@ def _checkpoint(path):
 rule compress:
     input:
         model=lambda wc: model_dir(wc.model),
-        calib=lambda wc: tokens_path(wc.model, calib_spec(wc.seed)),
+        calib=lambda wc: tokens_path(wc.model, run_calib_spec(wc)),
     output:
         checkpoint=_checkpoint(directory("runs/{model}/{method}/{setting}/s{seed}/model")),
         log="runs/{model}/{method}/{setting}/s{seed}/solve_log.csv",

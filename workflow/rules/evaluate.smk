@@ -5,7 +5,7 @@ rule perplexity:
     input:
         model=evaluated_model_dir,
         tokens=lambda wc: tokens_path(wc.model, test_spec(wc.testset)),
-        calib=lambda wc: tokens_path(wc.model, calib_spec(wc.seed)),  # to measure calibration/test overlap
+        calib=lambda wc: tokens_path(wc.model, run_calib_spec(wc)),  # to measure calibration/test overlap
     output:
         "runs/{model}/{method}/{setting}/s{seed}/eval/{testset}_ppl@{seqlen}.json",
     params:

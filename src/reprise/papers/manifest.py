@@ -52,6 +52,8 @@ class Row:
     setting: str
     label: str
     skip: str | None = None  # reason the row is not regenerated
+    scales: tuple[str, ...] | None = None  # the scales that run this row (None: every scale)
+    stands_in_for: str | None = None  # a paper setting of the same method this row replaces at its scales (claims)
 
     @property
     def key(self) -> str:
@@ -72,6 +74,8 @@ class Table:
     wall_time: bool = False  # the compress job's wall seconds, activation generation included
     speed: bool = False  # the speed job's speed-up, FLOP ratio and parameter count (eval.speed)
     tasks: tuple[str, ...] | None = None  # the paper's zero-shot tasks (None: the scale's eval.zeroshot_tasks)
+    task_metrics: Mapping[str, str] = field(default_factory=dict)  # per paper task: its metric if not zeroshot_metric
+    zeroshot_average: bool = False  # a column with the plain mean of the zero-shot columns
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ class Claim:
     published: float
     source: str
     model: str | None = None
+    gap: bool = False  # compare the gaps to the dense row (dense − x), not the values
 
 
 @dataclass(frozen=True)
@@ -439,6 +444,11 @@ def _vision_studies(path: Path, m: dict, taken: set[str]) -> dict[str, VisionStu
     return out
 
 
+def _row(r: Mapping) -> Row:
+    return Row(r["method"], r["setting"], r["label"], r.get("skip"), tuple(r["scales"]) if "scales" in r else None,
+               r.get("stands_in_for"))
+
+
 def _claims(path: Path, m: dict, tables: Mapping[str, Table], sources: Mapping[str, Source]) -> tuple[Claim, ...]:
     out, seen = [], set()
     for i, c in enumerate(m.get("claims") or ()):
@@ -455,9 +465,13 @@ def _claims(path: Path, m: dict, tables: Mapping[str, Table], sources: Mapping[s
             if key not in rows:
                 raise _fail(path, where, f"table {c['table']} has no regenerated row {key!r}",
                             f"use one of {sorted(rows)}")
+        if c.get("gap") and f"{DENSE}/{DENSE}" not in rows:
+            raise _fail(path, f"{where}.gap", f"table {c['table']} has no regenerated dense row to measure gaps from",
+                        "add a {method: dense, setting: dense} row or drop gap")
         out.append(Claim(id=c["id"], text=c["text"], table=c["table"], method=c["method"],
                          baselines=tuple(c["baselines"]), metrics=tuple(c["metrics"]), better=c["better"],
-                         published=float(c["published"]), source=c["source"], model=c.get("model")))
+                         published=float(c["published"]), source=c["source"], model=c.get("model"),
+                         gap=bool(c.get("gap", False))))
     return tuple(out)
 
 
@@ -498,11 +512,13 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
     tables = {
         tid: Table(
             id=tid, caption=t["caption"],
-            rows=tuple(Row(r["method"], r["setting"], r["label"], r.get("skip")) for r in t["rows"]),
+            rows=tuple(_row(r) for r in t["rows"]),
             perplexity=t["metrics"].get("perplexity", False), zeroshot=t["metrics"].get("zeroshot", False),
             zeroshot_metric=t["metrics"].get("zeroshot_metric", "acc"), runtime=t["metrics"].get("runtime", False),
             models=tuple(t["models"]) if "models" in t else None, notes=_notes(t.get("notes")),
             wall_time=t["metrics"].get("wall_time", False), speed=t["metrics"].get("speed", False), tasks=tuple(t["tasks"]) if "tasks" in t else None,
+            task_metrics=MappingProxyType(dict(t["metrics"].get("task_metrics") or {})),
+            zeroshot_average=t["metrics"].get("zeroshot_average", False),
         )
         for tid, t in (m.get("tables") or {}).items()
     }
@@ -512,7 +528,7 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
             sparsities=tuple(sorted(float(s) for s in f.get("sparsities", ()))),
             dense_reference=f.get("dense_reference", True),
             models=tuple(f["models"]) if "models" in f else None, notes=_notes(f.get("notes")),
-            series=tuple(Row(r["method"], r["setting"], r["label"], r.get("skip")) for r in f.get("series", ())),
+            series=tuple(_row(r) for r in f.get("series", ())),
             task=f.get("task"), zeroshot_metric=f.get("zeroshot_metric", "acc"),
         )
         for fid, f in figures_raw.items()
@@ -522,6 +538,11 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
     _check_refs(path, m, settings, scored)
     studies = _layer_studies(path, m, set(tables) | set(figures))
     vision = _vision_studies(path, m, set(tables) | set(figures) | set(studies))
+    for tid, t in tables.items():
+        unknown = sorted(set(t.task_metrics) - set(t.tasks or ()))
+        if unknown:
+            raise _fail(path, f"tables.{tid}.metrics.task_metrics", f"names {', '.join(unknown)}, not in the table's tasks",
+                        f"use tasks of {list(t.tasks or ())}")
     claims = _claims(path, m, tables, sources)
     return Manifest(
         path=path, paper=m["paper"], title=m["title"], version=m["version"], description=m.get("description"),

@@ -2,7 +2,8 @@
 
 The scale config is the dict the workflow passes in (``config/scales/<scale>.yaml``):
 ``scale``, ``seeds``, ``eval.seqlen``, ``eval.testsets``, ``eval.zeroshot_tasks`` and
-``papers.<paper>.{models, sparsities, blocks}``. This module only reads it.
+``papers.<paper>.{models, sparsities, blocks, settings, seeds, tasks, calibration, testsets}``.
+This module only reads it.
 """
 from __future__ import annotations
 
@@ -125,6 +126,8 @@ def row_skip(manifest: Manifest, row: Any, scale_cfg: Mapping) -> str | None:
     """Why a table row or figure series is not regenerated at this scale (None: it is)."""
     if row.skip is not None:
         return row.skip
+    if row.scales is not None and scale_name(scale_cfg) not in row.scales:
+        return f"not run at scale '{scale_name(scale_cfg)}' (a configuration for {', '.join(row.scales)} only)"
     keep = scale_settings(manifest, scale_cfg)
     if keep is not None and row.setting not in keep and f"{row.method}/{row.setting}" not in keep:
         return f"not run at scale '{scale_name(scale_cfg)}' (papers.{manifest.paper}.settings thins the grid)"
@@ -139,9 +142,24 @@ def speed_metrics(scale_cfg: Mapping) -> list[str]:
     return [speed_metric(f, batch, seqlen) for f in SPEED_FIELDS]
 
 
-def perplexity_metrics(scale_cfg: Mapping) -> list[str]:
+def paper_testsets(scale_cfg: Mapping, manifest: Manifest | None = None) -> list[str]:
+    """The perplexity test sets: the paper's ``papers.<paper>.testsets`` (HASSLE-free reads c4-new,
+    not the lab C4 windows), else ``eval.testsets``."""
+    own = _get(scale_cfg, f"papers.{manifest.paper}.testsets", None) if manifest is not None else None
+    return list(own) if own is not None else list(_get(scale_cfg, "eval.testsets"))
+
+
+def perplexity_metrics(scale_cfg: Mapping, manifest: Manifest | None = None) -> list[str]:
     seqlen = _get(scale_cfg, "eval.seqlen")
-    return [f"{name}_ppl@{seqlen}" for name in _get(scale_cfg, "eval.testsets")]
+    return [f"{name}_ppl@{seqlen}" for name in paper_testsets(scale_cfg, manifest)]
+
+
+def calibration(manifest: Manifest | None, scale_cfg: Mapping) -> dict[str, Any]:
+    """The calibration draw of this paper's runs: the scale's ``calibration``, with the keys the
+    paper's ``papers.<paper>.calibration`` overrides (HASSLE-free draws from the C4 train shard)."""
+    base = dict(_get(scale_cfg, "calibration"))
+    own = _get(scale_cfg, f"papers.{manifest.paper}.calibration", None) if manifest is not None else None
+    return {**base, **(own or {})}
 
 
 def zeroshot_metrics(scale_cfg: Mapping, metric: str = "acc") -> list[str]:
@@ -241,18 +259,19 @@ def required_metrics(manifest: Manifest, target: str, scale_cfg: Mapping) -> lis
             return []  # read from solve_log.csv
         if spec.kind == "zeroshot_vs_size":
             return [f"{figure_task(manifest, target, scale_cfg)}/{spec.zeroshot_metric}"]
-        ppl = perplexity_metrics(scale_cfg)
+        ppl = perplexity_metrics(scale_cfg, manifest)
         if not ppl:
             raise ReproError(f"scale config: eval.testsets is empty, but figure {target} plots perplexity")
         if spec.kind == "ppl_vs_speedup":
             return ppl[:1] + speed_metrics(scale_cfg)
         return ppl[:1]
-    out = perplexity_metrics(scale_cfg) if spec.perplexity else []
+    out = perplexity_metrics(scale_cfg, manifest) if spec.perplexity else []
     out += speed_metrics(scale_cfg) if spec.speed else []
     if spec.zeroshot and spec.tasks is None:
         out += zeroshot_metrics(scale_cfg, spec.zeroshot_metric)
     elif spec.zeroshot:
-        out += [f"{used}/{spec.zeroshot_metric}" for _, used in table_tasks(manifest, target, scale_cfg) if used]
+        out += [f"{used}/{spec.task_metrics.get(task, spec.zeroshot_metric)}"
+                for task, used in table_tasks(manifest, target, scale_cfg) if used]
     return out
 
 
@@ -305,24 +324,36 @@ def run_metrics(manifest: Manifest, scale_cfg: Mapping) -> dict[tuple[str, str, 
     return {run: sorted(m) for run, m in out.items()}
 
 
-def run_blocks(manifests: Iterable[Manifest], scale_cfg: Mapping) -> dict[tuple[str, str, str, int], Any]:
-    """The block slice each planned run compresses (its paper's ``papers.<paper>.blocks``, else
-    ``driver.blocks``; None: every block). Runs are shared by path, so two papers that plan the same
-    run with different slices are an error."""
+def _per_run(manifests: Iterable[Manifest], scale_cfg: Mapping, key: str, value) -> dict[tuple[str, str, str, int], Any]:
+    """``value(manifest)`` for each planned compressed run. Runs are shared by path, so two papers
+    that plan the same run with different values of ``papers.<paper>.<key>`` are an error."""
     out: dict[tuple[str, str, str, int], tuple[Any, str]] = {}
     for manifest in manifests:
-        b = blocks(manifest, scale_cfg)
-        b = list(b) if isinstance(b, (list, tuple)) else b
+        v = value(manifest)
         for run in run_metrics(manifest, scale_cfg):
-            if run[1] == DENSE:
+            if run[1] == DENSE:  # the dense model is not solved: no slice, no calibration draw
                 continue
-            if run in out and out[run][0] != b:
+            if run in out and out[run][0] != v:
                 raise ReproError(
-                    f"run {'/'.join(map(str, run))} is planned by papers {out[run][1]} (blocks {out[run][0]}) and "
-                    f"{manifest.paper} (blocks {b}); runs are shared by path, so give the two papers the same "
-                    "papers.<paper>.blocks or distinct setting names")
-            out.setdefault(run, (b, manifest.paper))
-    return {run: b for run, (b, _) in out.items()}
+                    f"run {'/'.join(map(str, run))} is planned by papers {out[run][1]} ({key} {out[run][0]}) and "
+                    f"{manifest.paper} ({key} {v}); runs are shared by path, so give the two papers the same "
+                    f"papers.<paper>.{key} or distinct setting names")
+            out.setdefault(run, (v, manifest.paper))
+    return {run: v for run, (v, _) in out.items()}
+
+
+def run_blocks(manifests: Iterable[Manifest], scale_cfg: Mapping) -> dict[tuple[str, str, str, int], Any]:
+    """The block slice each planned run compresses (its paper's ``papers.<paper>.blocks``, else
+    ``driver.blocks``; None: every block)."""
+    def slice_of(manifest):
+        b = blocks(manifest, scale_cfg)
+        return list(b) if isinstance(b, (list, tuple)) else b
+    return _per_run(manifests, scale_cfg, "blocks", slice_of)
+
+
+def run_calibrations(manifests: Iterable[Manifest], scale_cfg: Mapping) -> dict[tuple[str, str, str, int], dict]:
+    """The calibration draw (without its seed) of each planned run: its paper's ``calibration``."""
+    return _per_run(manifests, scale_cfg, "calibration", lambda m: calibration(m, scale_cfg))
 
 
 def study_model(manifest: Manifest, study: str, scale_cfg: Mapping) -> str:

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Mapping
 
 from reprise.io import atomic_path
-from reprise.papers.manifest import Manifest, Published, Tolerance
+from reprise.papers.manifest import DENSE, Manifest, Published, Tolerance
 from reprise.metrics import is_speed_metric
-from reprise.papers.plan import (is_smoke, perplexity_metrics, required_metrics, scale_models, scale_name, paper_seeds,
+from reprise.papers.plan import (is_smoke, perplexity_metrics, required_metrics, row_skip, scale_models, scale_name, paper_seeds,
                                  target_models)
 from reprise.papers.results import Results, summarise
 from reprise.papers.tables import SMOKE_LABEL, caption, fmt, study_caption
@@ -60,9 +60,9 @@ def verdict(ours: float | None, published: float | None, tolerance: Tolerance | 
     return PASS if abs(ours - published) <= bound * (1 + _EDGE) + 1e-12 else FAIL
 
 
-def _not_evaluated_reason(scale_cfg: Mapping) -> str:
+def _not_evaluated_reason(manifest: Manifest, scale_cfg: Mapping) -> str:
     return (f"not evaluated at scale '{scale_name(scale_cfg)}', which measures "
-            f"{', '.join(perplexity_metrics(scale_cfg)) or 'no perplexity'}")
+            f"{', '.join(perplexity_metrics(scale_cfg, manifest)) or 'no perplexity'}")
 
 
 def report_cells(manifest: Manifest, scale_cfg: Mapping, results: Results) -> list[ReportCell]:
@@ -83,7 +83,7 @@ def report_cells(manifest: Manifest, scale_cfg: Mapping, results: Results) -> li
                     if row.skip:
                         cells.append(ReportCell(**base, verdict=NOT_REGENERATED, reason=row.skip))
                     elif metric not in required:
-                        why = _not_evaluated_reason(scale_cfg) + (f"; {pub.note}" if pub and pub.note else "")
+                        why = _not_evaluated_reason(manifest, scale_cfg) + (f"; {pub.note}" if pub and pub.note else "")
                         cells.append(ReportCell(**base, verdict=NOT_REGENERATED, reason=why))
                     else:
                         mean, std, n = summarise(results, model, row.method, row.setting, metric, s)
@@ -93,7 +93,8 @@ def report_cells(manifest: Manifest, scale_cfg: Mapping, results: Results) -> li
 
 
 def claim_rows(manifest: Manifest, scale_cfg: Mapping, results: Results) -> list[dict]:
-    """Each relative claim recomputed from the regenerated rows: ``(method − best baseline) / best``.
+    """Each relative claim recomputed from the regenerated rows: ``(method − best baseline) / best``
+    (with ``gap``: of the gaps ``|dense − x|``, so −0.15 is 15% of the best baseline's gap closed).
 
     ``perplexity`` stands for the table's first perplexity column, ``zeroshot`` for the mean of its
     zero-shot columns at this scale; the baseline is the best regenerated one, never a published number."""
@@ -112,13 +113,32 @@ def claim_rows(manifest: Manifest, scale_cfg: Mapping, results: Results) -> list
             else:
                 metrics.append(m)
 
-        def value(key: str) -> float | None:
+        def raw(key: str) -> float | None:
             method, setting = key.split("/", 1)
             vals = [summarise(results, model, method, setting, m, s)[0] for m in metrics]
             return None if not vals or any(v is None for v in vals) else sum(vals) / len(vals)
 
-        ours_v = value(c.method)
-        base = {b: value(b) for b in c.baselines}
+        dense = raw(f"{DENSE}/{DENSE}") if c.gap else None
+
+        def value(key: str) -> float | None:
+            v = raw(key)
+            if not c.gap:
+                return v
+            return None if v is None or dense is None else abs(dense - v)  # the gap to dense
+
+        table = manifest.tables[c.table]
+
+        def at_scale(key: str) -> str:
+            """The row read for ``key`` here: itself, or the scale-limited row standing in for it."""
+            method, setting = key.split("/", 1)
+            for r in table.rows:
+                if (r.method, r.stands_in_for) == (method, setting) and row_skip(manifest, r, scale_cfg) is None:
+                    return r.key
+            return key
+
+        method_key = at_scale(c.method)
+        ours_v = value(method_key)
+        base = {at_scale(b): value(at_scale(b)) for b in c.baselines}
         known = {b: v for b, v in base.items() if v is not None}
         best_key = (min if c.better == "lower" else max)(known, key=known.get) if known else None
         rel = None
@@ -127,7 +147,7 @@ def claim_rows(manifest: Manifest, scale_cfg: Mapping, results: Results) -> list
         holds = None if rel is None else (rel < 0 if c.better == "lower" else rel > 0)
         out.append({"claim": c, "model": model, "metrics": metrics, "ours": ours_v, "best": best_key,
                     "best_value": known.get(best_key) if best_key else None, "rel": rel, "holds": holds,
-                    "stand_in": model != c.model})
+                    "stand_in": model != c.model, "method_key": method_key})
     return out
 
 
@@ -143,7 +163,10 @@ def _claim_lines(rows: list[dict], smoke: bool) -> list[str]:
         best = f"{r['best']} ({r['best_value']:.4g})" if r["best"] else "—"
         holds = "—" if r["holds"] is None else ("yes" if r["holds"] else "no")
         model = r["model"] + (f" (stands in for {c.model})" if r["stand_in"] and c.model else "")
-        lines.append(f"| {c.text} [`{c.source}`] | {model} | {', '.join(r['metrics']) or '—'} | "
+        what = ", ".join(r["metrics"]) or "—"
+        what += f" (row {r['method_key']} stands in for {c.method})" if r["method_key"] != c.method else ""
+        what = f"gap to dense of {what}" if c.gap else what
+        lines.append(f"| {c.text} [`{c.source}`] | {model} | {what} | "
                      f"{c.published * 100:+.1f}% | {ours} | {best} | {holds} |")
     return lines
 

@@ -8,7 +8,7 @@ from typing import Mapping
 from reprise.io import atomic_path
 from reprise.metrics import is_speed_metric
 from reprise.papers.manifest import Manifest
-from reprise.papers.plan import (blocks, figure_task, is_smoke, perplexity_metrics, required_metrics, row_skip, scale_name,
+from reprise.papers.plan import (blocks, figure_task, paper_testsets, is_smoke, perplexity_metrics, required_metrics, row_skip, scale_name,
                                  scale_models, paper_seeds, stand_in_models, study_model, table_tasks, target_models)
 from reprise.papers.results import RUNTIME, WALL, Results, summarise
 
@@ -38,7 +38,7 @@ def caption(manifest: Manifest, target: str, scale_cfg: Mapping) -> str:
     scale = scale_name(scale_cfg)
     s = paper_seeds(manifest, scale_cfg)
     seqlen = scale_cfg.get("eval", {}).get("seqlen")
-    sets = ", ".join(scale_cfg.get("eval", {}).get("testsets", []))
+    sets = ", ".join(paper_testsets(scale_cfg, manifest))
     parts = [spec.caption.rstrip(". ") + "."]
     parts.append(f"Regenerated at scale '{scale}' with seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}"
                  + (" (mean ± std over seeds)." if len(s) > 1 else "."))
@@ -103,8 +103,21 @@ def table_frame(manifest: Manifest, table_id: str, scale_cfg: Mapping, results: 
             if r.skip is None and row_skip(manifest, r, scale_cfg) is not None:
                 continue  # thinned at this scale: listed once in the notes
             cells = {m: summarise(results, model, r.method, r.setting, m, s) for m in metrics}
+            if table.zeroshot_average:
+                cells[ZEROSHOT_AVERAGE] = zeroshot_mean(cells)
             rows.append({"model": model, "method": r.method, "setting": r.setting, "label": r.label, "skip": r.skip, "cells": cells})
-    return metrics, rows
+    return metrics + ([ZEROSHOT_AVERAGE] if table.zeroshot_average else []), rows
+
+
+ZEROSHOT_AVERAGE = "zeroshot/avg"  # the plain mean of a table's zero-shot columns (HASSLE-free's "Avg")
+
+
+def zeroshot_mean(cells: Mapping[str, tuple]) -> tuple[float | None, None, int]:
+    """(plain mean of the zero-shot columns' means, no std, fewest seeds); None when one is missing."""
+    zs = [c for m, c in cells.items() if "/" in m and not is_speed_metric(m) and m != ZEROSHOT_AVERAGE]
+    if not zs or any(c[0] is None for c in zs):
+        return None, None, 0
+    return sum(c[0] for c in zs) / len(zs), None, min(c[2] for c in zs)
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
