@@ -141,6 +141,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         "trace0_vs_sparse_gmean": g["trace0_vs_sparse"].apply(_gmean),
         "first_over_best_gmean": g["first_over_best"].apply(_gmean),
         "best_outer_median": g["best_outer"].median(),
+        "best_at_outer0": g["best_outer"].apply(lambda r: int((r == 0).sum())),
         "seconds_total": g["seconds"].sum(),
     }).reset_index()
 
@@ -208,7 +209,8 @@ def main() -> None:
             "at the paper's scripts' settings (am_iters 80, gd_iters 50, gd_lr 1e-2 → lr gd_lr/(t+10), "
             f"rel_damp 0.005, seed 42).{variant} `X / sparse` = objective / the same sparse solver's sparse-only "
             "objective; `X / oats` = objective / OATS's. AM progress from objective_trace: first = after outer "
-            "iteration 0 (sparse + low-rank step), best = the returned minimum, best outer = its outer iteration; "
+            "iteration 0 (sparse + low-rank step), best = the returned minimum, best outer = its outer iteration "
+            "(best_at_outer0 = layers where no later outer iteration improved on iteration 0); "
             "trace0_vs_sparse = HASSLE-free's first sparse step alone (BA = 0, its own damping) / the sparse-only "
             f"baseline. Seconds: median of {args.repeats} run(s), torch threads {args.threads}.\n\n"
             f"Total wall time of the run (Gram collection included): {wall:.1f} s ({wall / 60:.1f} min).\n\n"
