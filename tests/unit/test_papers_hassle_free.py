@@ -115,6 +115,7 @@ def test_table_average_column_and_gap_claims(m, tmp_path):
     assert float(rows["smoke-alps-nm2-4-r64"]["zeroshot/avg"]) == pytest.approx(0.55)
     md = (tmp_path / "t.md").read_text()
     assert "enwiki-cloze stands in for piqa" in md and "smoke: 4 outer iterations" in md
+    assert "(smoke: 2 outer iterations) stands in for HASSLE-free-ALPS 2:4 + r64 at this scale" in md
     claims = {r["claim"].id: r for r in claim_rows(m, SMOKE, results)}
     # the smoke rows stand in for the paper's settings; the baseline is OATS
     ppl = claims["llama3-24-ppl-cpal"]
@@ -130,3 +131,25 @@ def test_gap_claim_needs_a_dense_row(tmp_path):
     bad.write_text(text)
     with pytest.raises(ReproError, match="no regenerated dense row"):
         load_manifest(bad)
+
+
+def test_smoke_labels_state_their_iterations(m):
+    """Every smoke row's label names the iteration count of its configuration (captions say it)."""
+    smoke_rows = [r for t in m.tables.values() for r in t.rows if r.scales == ("smoke",)]
+    assert smoke_rows
+    for r in smoke_rows:
+        conf = m.config(r.method, r.setting)
+        n = conf["iters"] if r.method == "oats" else conf["am_iters"]
+        assert f"smoke: {n} " in r.label and r.stands_in_for in {s for (meth, s) in m.settings if meth == r.method}
+        assert {k: v for k, v in conf.items() if k not in ("iters", "am_iters")} == \
+            {k: v for k, v in m.config(r.method, r.stands_in_for).items() if k not in ("iters", "am_iters")}
+
+
+def test_full_scale_table_leaves_smoke_rows_out(m, tmp_path):
+    cfg = full()
+    results = load_results(tmp_path / "runs", plan(m, cfg, "table_nm_r64_8b"), required_metrics(m, "table_nm_r64_8b", cfg))
+    render_table(m, "table_nm_r64_8b", cfg, results, tmp_path / "t")
+    md = (tmp_path / "t.md").read_text()
+    assert "smoke" not in md.lower() and "HASSLE-free-ALPS 3:8 + r64" in md
+    with open(tmp_path / "t.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 21  # dense + 4 patterns x 5 rows

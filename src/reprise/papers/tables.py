@@ -156,8 +156,12 @@ def render_table(manifest: Manifest, table_id: str, scale_cfg: Mapping, results:
     md += ["| " + " | ".join(line) + " |" for line in shown]
     notes = [n.text for n in manifest.tables[table_id].notes if n.applies(scale_name(scale_cfg))]
     notes += [f"{r.label}: not regenerated ({r.skip})." for r in manifest.tables[table_id].rows if r.skip]
-    thinned = [r.label for r in manifest.tables[table_id].rows
-               if r.skip is None and row_skip(manifest, r, scale_cfg) is not None]
+    rows_here = manifest.tables[table_id].rows
+    thinned = [r.label for r in rows_here if r.skip is None and row_skip(manifest, r, scale_cfg) is not None
+               and (r.scales is None or scale in r.scales)]  # another scale's own configurations: not listed
+    labels = {(r.method, r.setting): r.label for r in rows_here}
+    notes += [f"{r.label} stands in for {labels.get((r.method, r.stands_in_for), r.stands_in_for)} at this scale."
+              for r in rows_here if r.stands_in_for and row_skip(manifest, r, scale_cfg) is None]
     if thinned:
         notes.append(f"Not run at scale '{scale}' (papers.{manifest.paper}.settings thins the grid): "
                      + ", ".join(thinned) + ".")

@@ -27,11 +27,14 @@ also the post-sparse half-step makes the sparse-only solution (trace[0], since `
 start) a candidate, so the result is never worse than the sparse-only solver. The scripts'
 extra diagonal damping (``hess_diag``, ``hess_percdamp``) is not applied: one damping policy.
 
-**OATS** (Zhang & Papyan 2025, as spec §5.1/§5.6 describe it; its details are [MEM]/[INF]):
-alternating thresholding on the activation-scaled weight ``W̃ = W·diag(sqrt(diag G))``:
-``L ← TSVD_r(W̃ − S)``, ``S ← threshold(W̃ − L)`` (magnitude, per output row by default as in Wanda,
-or N:M along rows), ``iters`` times from ``S = 0``; then ``S·D⁻¹`` and ``L·D⁻¹``. It minimises the
-diagonal relaxation ``‖(W − S − L)·D‖_F²`` of the layer objective.
+**OATS** (Zhang & Papyan, ICLR 2025; checked against stephenqz/OATS@8d46d0b, ``altern_ls``):
+alternating thresholding on the activation-scaled weight ``W̃ = W·diag(sqrt(diag G))`` (the
+code's per-input second moment, proportional to ``diag G``): ``L ← TSVD_r(W̃ − S)`` (a full SVD
+with the trailing singular values zeroed), ``S ← threshold(W̃ − L)`` (magnitude, per output row
+for unstructured, the ``M − N`` smallest of every ``M`` inputs for N:M), ``iters`` times (80 in its
+configs) from ``S = 0``; then ``S·D⁻¹`` and ``L·D⁻¹``. It minimises the diagonal relaxation
+``‖(W − S − L)·D‖_F²`` of the layer objective. Its own N:M budget ties the rank to the pattern;
+here OATS takes the rank of the table it is compared in (HASSLE-free's budget rules).
 
 **Budget** (spec §5.2 [CODE]) — give one of:
 
@@ -181,8 +184,8 @@ class HassleFreeConfig(SparseLowRankConfig):
 
 @dataclasses.dataclass(frozen=True)
 class OatsConfig(SparseLowRankConfig):
-    iters: int = 80  # [MEM]: OATS's default number of alternating iterations
-    per_row: bool = True  # unstructured threshold per output row (Wanda's comparison group) [INF]
+    iters: int = 80  # OATS_configs.py: num_iters 80
+    per_row: bool = True  # unstructured threshold per output row, as altern_ls sorts each row
 
     def validate(self) -> None:
         super().validate()
