@@ -146,6 +146,7 @@ def plan_jobs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     from reprise.llm.models import load_model_registry
     from reprise.metrics import eval_stem
     from reprise.papers import DENSE, load_manifest
+    from reprise.papers.experiment_study import experiment_jobs
     from reprise.papers.plan import run_metrics
     from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_expected_min, eval_expected_min, eval_tokens,
                                    wants_gpu)
@@ -169,16 +170,24 @@ def plan_jobs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                 jobs.append({"paper": paper, "model": model, "kind": "eval", "job": (*run, name),
                              "minutes": eval_expected_min(shape, n_tokens, gpu, threads), "checkpoint_bytes": 0,
                              "params": shape.params})
+        scale = cfg.get("scale", "smoke")
+        for eid, kind, seed in experiment_jobs(manifest, cfg):  # CPU jobs with their manifest's estimate
+            jobs.append({"paper": paper, "model": "-", "kind": "experiment", "job": (paper, eid, seed),
+                         "minutes": float(manifest.experiments[eid].runtime_min.get(scale, 10)), "checkpoint_bytes": 0,
+                         "params": 0})
     return jobs
 
 
 def _summarise_jobs(jobs: list[dict[str, Any]], gpu: bool, keep: bool) -> dict[str, Any]:
     solves = [j for j in jobs if j["kind"] == "compress"]
-    hours = round(sum(j["minutes"] for j in jobs) / 60, 1)
+    experiments = [j for j in jobs if j["kind"] == "experiment"]
+    hours = round(sum(j["minutes"] for j in jobs if j["kind"] != "experiment") / 60, 1)
+    cpu_only = round(sum(j["minutes"] for j in experiments) / 60, 1)  # experiments never ask for a GPU
     # without keep_checkpoints a checkpoint lives only until its evaluations finish: one at a time
     stored = sum(j["checkpoint_bytes"] for j in solves) if keep else max((j["checkpoint_bytes"] for j in solves), default=0)
-    return {"compress_jobs": len(solves), "eval_jobs": len(jobs) - len(solves),
-            "gpu_hours_est": hours if gpu else 0.0, "cpu_hours_est": 0.0 if gpu else hours,
+    return {"compress_jobs": len(solves), "eval_jobs": len(jobs) - len(solves) - len(experiments),
+            "experiment_jobs": len(experiments),
+            "gpu_hours_est": hours if gpu else 0.0, "cpu_hours_est": round((0.0 if gpu else hours) + cpu_only, 1),
             "storage_gb_est": round(stored / 1e9, 1)}
 
 
@@ -210,7 +219,8 @@ def plan_totals(cfg: dict[str, Any], jobs: list[dict[str, Any]] | None = None
 
 
 def _cost_line(label: str, t: dict[str, Any]) -> str:
-    return (f"{label}: {t['compress_jobs']} compress jobs, {t['eval_jobs']} eval jobs, ~{t['gpu_hours_est']} GPU-hours, "
+    return (f"{label}: {t['compress_jobs']} compress jobs, {t['eval_jobs']} eval jobs, {t['experiment_jobs']} experiment "
+            f"jobs, ~{t['gpu_hours_est']} GPU-hours, "
             f"~{t['cpu_hours_est']} CPU-hours, ~{t['storage_gb_est']} GB of checkpoints")
 
 
@@ -218,7 +228,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     cfg = _load_config(args.scale, args.config)
     jobs = plan_jobs(cfg)  # once: rows and totals are two views of the same jobs
     rows = plan_rows(cfg, jobs)
-    head = ["paper", "model", "params", "compress_jobs", "eval_jobs", "gpu_hours_est", "cpu_hours_est", "storage_gb_est"]
+    head = ["paper", "model", "params", "compress_jobs", "eval_jobs", "experiment_jobs", "gpu_hours_est", "cpu_hours_est",
+            "storage_gb_est"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
@@ -244,6 +255,10 @@ def cmd_targets(args: argparse.Namespace) -> int:
         for sid, study in manifest.layer_studies.items():
             ext = "png" if study.is_figure else "md"
             print(f"{paper}_{sid}\tlayer study ({study.kind})\tresults/papers/{paper}/{sid}.{ext}")
+        for sid in manifest.vision_studies:
+            print(f"{paper}_{sid}\tvision study\tresults/papers/{paper}/{sid}.md")
+        for eid, spec in manifest.experiments.items():
+            print(f"{paper}_{eid}\texperiment ({spec.kind})\tresults/papers/{paper}/{eid}.{'png' if spec.is_figure else 'md'}")
         print(f"{paper} report\treport\tresults/papers/{paper}/report.md")
         print(f"{paper} cost\tcost\tresults/papers/{paper}/cost.csv")
     return 0

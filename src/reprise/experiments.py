@@ -62,3 +62,25 @@ def run_experiment(name: str, params: Mapping[str, Any], seed: int):
     if not isinstance(frame, pd.DataFrame) or frame.empty:
         raise ReproError(f"experiment {name!r} returned {type(frame).__name__}, not a non-empty DataFrame")
     return frame
+
+
+def run_job(name: str, params: Mapping[str, Any], seed: int, out_csv, provenance_json, threads: int = 1) -> None:
+    """One workflow job: run experiment ``name`` and write its rows (CSV) and provenance (JSON),
+    each atomically, the CSV last (its presence marks the job finished)."""
+    import os
+    import time
+    from pathlib import Path
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(int(threads))  # before numpy/torch/numba load their thread pools
+    from reprise.io import atomic_path, write_json
+    from reprise.provenance import provenance
+
+    t0 = time.perf_counter()
+    frame = run_experiment(name, params, seed)
+    seconds = time.perf_counter() - t0
+    write_json(Path(provenance_json), provenance(stage="experiment", experiment=name, params=dict(params),
+                                                  seed=int(seed), rows=len(frame), seconds=round(seconds, 3),
+                                                  threads=int(threads)))
+    with atomic_path(Path(out_csv), suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False)

@@ -5,6 +5,7 @@ references that only the registries can resolve: model keys, datasets, test sets
 """
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Mapping
 
 from reprise.io import ReproError
@@ -38,7 +39,10 @@ def check_config(config: Mapping[str, Any], models: Mapping, datasets: Mapping, 
             elif TEST_SETS[ts]["dataset"] not in datasets:
                 problems.append(f"papers.{paper}.testsets: {ts!r} needs dataset {TEST_SETS[ts]['dataset']!r}, "
                                 "missing from the registry")
-        for m in pcfg["models"]:
+        manifest = manifests.get(paper)
+        if manifest is not None and (manifest.tables or manifest.figures) and not pcfg.get("models"):
+            problems.append(f"papers.{paper}.models: the paper has tables or figures of model runs; list the model keys")
+        for m in pcfg.get("models") or []:
             if m not in models:
                 problems.append(f"papers.{paper}.models: {m!r} is not in {config['registries']['models']} "
                                 f"(known: {sorted(models)})")
@@ -56,5 +60,11 @@ def check_config(config: Mapping[str, Any], models: Mapping, datasets: Mapping, 
             for method in sorted(needed - set(REGISTRY)):
                 problems.append(f"config/papers/{paper}.yaml: layer_studies.{sid} uses method {method!r}, which is not "
                                 f"registered (known: {sorted(REGISTRY)})")
+        for eid, spec in manifest.experiments.items():
+            package = spec.kind.split(".", 1)[0]
+            if importlib.util.find_spec(f"reprise.{package}") is None or \
+                    importlib.util.find_spec(f"reprise.{package}.experiments") is None:
+                problems.append(f"config/papers/{paper}.yaml: experiments.{eid} runs {spec.kind!r}, but "
+                                f"reprise.{package}.experiments does not exist")
     if problems:
         raise ReproError("configuration errors:\n  - " + "\n  - ".join(problems))

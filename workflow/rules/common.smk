@@ -11,7 +11,8 @@ from reprise.llm.eval.zeroshot import packaged_tasks
 from reprise.llm.models import load_model_registry
 from reprise.metrics import eval_stem, ppl_metric
 from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
-from reprise.papers.cost import benchmark_file, job_files
+from reprise.papers.cost import benchmark_file, experiment_job_files, job_files
+from reprise.papers.experiment_study import experiment_file, experiment_jobs
 from reprise.papers.plan import run_blocks, run_calibrations, run_metrics
 from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb,
                                eval_runtime_min, eval_tokens, layer_study_mem_mb, layer_study_runtime_min, speed_mem_mb,
@@ -112,6 +113,9 @@ def cost_inputs(paper):
     files = set()
     for _stage, _job, bench, source in job_files("runs", run_metrics(MANIFESTS[paper], config)):
         files.update((str(bench), str(source)))
+    jobs = [(e, s) for e, _kind, s in experiment_jobs(MANIFESTS[paper], config)]
+    for _e, _s, bench, source in experiment_job_files("runs", paper, jobs):
+        files.update((str(bench), str(source)))
     return sorted(files)
 
 
@@ -143,6 +147,10 @@ def all_targets():
             files += target_files(paper, target)
         for study in [*manifest.layer_studies, *manifest.vision_studies]:
             files += study_files(paper, study)
+        for experiment in manifest.experiments:
+            base = f"results/papers/{paper}/{experiment}"
+            exts = (".png", ".pdf") if manifest.experiments[experiment].is_figure else (".csv", ".md", ".tex")
+            files += [base + ext for ext in exts]
         files.append(f"results/papers/{paper}/report.md")
         files += cost_files(paper)
     return files

@@ -103,6 +103,29 @@ def job_costs(runs_dir: str | Path, needs: RunMetrics) -> list[dict[str, Any]]:
     return rows
 
 
+EXPERIMENT = "experiment"
+
+
+def experiment_job_files(runs_dir: str | Path, paper: str, jobs: Iterable[tuple[str, int]]) -> list[tuple[str, int, Path, Path]]:
+    """(experiment, seed, benchmark file, provenance file) of a paper's experiment jobs."""
+    base = Path(runs_dir) / "experiments" / paper
+    return [(e, int(s), base / "benchmark" / f"{e}_s{s}.tsv", base / f"{e}_s{s}.json") for e, s in jobs]
+
+
+def experiment_job_costs(runs_dir: str | Path, paper: str, jobs: Iterable[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """One row per experiment job (JOB_COLUMNS): ``jobs`` lists (experiment, kind, seed)."""
+    kinds = {(e, int(s)): k for e, k, s in jobs}
+    rows = []
+    for e, seed, bench, source in experiment_job_files(runs_dir, paper, [(e, s) for e, _k, s in jobs]):
+        prov = _provenance(source) if source.is_file() else {}
+        usage = prov.get("usage") or {}
+        rows.append({"stage": EXPERIMENT, "job": e, "model": "-", "method": kinds[(e, seed)], "setting": e,
+                     "seed": seed, **_read_benchmark(bench), "peak_rss_mb": usage.get("peak_rss_mb"),
+                     "peak_gpu_mb": usage.get("peak_gpu_mb"), "solve_s": None, "device": _device(prov),
+                     "slurm_job_id": (prov.get("slurm") or {}).get("job_id")})
+    return rows
+
+
 def _max(values: Iterable[Any]) -> float | None:
     vals = [float(v) for v in values if v is not None]
     return max(vals) if vals else None
@@ -115,7 +138,7 @@ def group_costs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((j["stage"], j["model"], j["method"]), []).append(j)
     for stage in dict.fromkeys(j["stage"] for j in jobs):
         groups[(stage, "all", "all")] = [j for j in jobs if j["stage"] == stage]
-    stages = {COMPRESS: 0, "perplexity": 1, "zeroshot": 2}
+    stages = {COMPRESS: 0, "perplexity": 1, "zeroshot": 2, EXPERIMENT: 3}
 
     def order(key: tuple[str, str, str]) -> tuple:  # stage by stage, its `all` row last
         stage, model, method = key
@@ -169,10 +192,11 @@ def plot_costs(groups: list[dict[str, Any]], out_png: Path, title: str) -> None:
 
 
 def write_costs(runs_dir: str | Path, needs: RunMetrics, out_dir: str | Path, scale: str,
-                paper: str) -> list[dict[str, Any]]:
-    """``cost.csv`` (grouped), ``cost_jobs.csv`` (per job) and ``cost.png`` in ``out_dir``."""
+                paper: str, experiments: Iterable[tuple[str, str, int]] = ()) -> list[dict[str, Any]]:
+    """``cost.csv`` (grouped), ``cost_jobs.csv`` (per job) and ``cost.png`` in ``out_dir``;
+    ``experiments`` lists the paper's experiment jobs as (experiment, kind, seed)."""
     out_dir = Path(out_dir)
-    jobs = job_costs(runs_dir, needs)
+    jobs = job_costs(runs_dir, needs) + experiment_job_costs(runs_dir, paper, experiments)
     groups = group_costs(jobs)
     _write_csv(out_dir / "cost_jobs.csv", jobs, JOB_COLUMNS, scale)
     _write_csv(out_dir / "cost.csv", groups, GROUP_COLUMNS, scale)

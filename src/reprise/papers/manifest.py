@@ -115,6 +115,49 @@ class VisionStudy:
     notes: tuple[Note, ...] = ()
 
 
+EXPERIMENT_VIEWS = ("table", "line", "scatter", "image_grid")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A sparse-learning experiment (``experiments``): the registered function ``kind``
+    (``reprise.experiments``) run once per seed with the params of the scale, written as a table
+    (rows grouped by ``index``, ``values`` averaged over replicates and seeds) or a figure."""
+
+    id: str
+    kind: str
+    caption: str
+    params: Mapping[str, Mapping[str, Any]]  # scale -> the function's params
+    view: str = "table"  # table | line | scatter | image_grid
+    index: tuple[str, ...] = ()  # table: the grouping columns
+    values: tuple[str, ...] = ()  # table: the averaged columns
+    plot: Mapping[str, Any] = field(default_factory=dict)  # figures: x, y, series, facet, logx, logy, ...
+    runtime_min: Mapping[str, float] = field(default_factory=dict)  # scale -> expected minutes per job
+    mem_mb: Mapping[str, int] = field(default_factory=dict)
+    seeds: tuple[int, ...] | None = None  # None: the paper's seeds at the scale
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def is_figure(self) -> bool:
+        return self.view != "table"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A logged or published value an experiment's rows are compared with (a verdict in report.md):
+    ``metric`` averaged over the rows matching ``where``."""
+
+    id: str
+    text: str
+    experiment: str
+    where: Mapping[str, Any]
+    metric: str
+    value: float | None
+    tolerance: Tolerance | None
+    source: str
+    scales: tuple[str, ...] = ()  # the scales whose params make the comparison meaningful (none: every scale)
+
+
 @dataclass(frozen=True)
 class LayerStudy:
     """A single-layer experiment (one linear's W and input Gram); a table, or a figure for
@@ -213,6 +256,8 @@ class Manifest:
     layer_studies: Mapping[str, LayerStudy] = field(default_factory=dict)
     vision_studies: Mapping[str, VisionStudy] = field(default_factory=dict)
     claims: tuple[Claim, ...] = ()
+    experiments: Mapping[str, Experiment] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
 
     def config(self, method: str, setting: str) -> dict[str, Any]:
         """A fresh copy of the method config of (method, setting)."""
@@ -350,7 +395,7 @@ def _tolerance(raw) -> Tolerance | None:
 
 def _build_settings(path: Path, data: dict, figures: dict) -> dict[tuple[str, str], Mapping]:
     settings: dict[tuple[str, str], Mapping] = {}
-    for method, per in data["settings"].items():
+    for method, per in (data.get("settings") or {}).items():
         for name, cfg in per.items():
             settings[(method, name)] = MappingProxyType(copy.deepcopy(cfg))
     dense = settings.setdefault((DENSE, DENSE), MappingProxyType({}))
@@ -442,6 +487,51 @@ def _vision_studies(path: Path, m: dict, taken: set[str]) -> dict[str, VisionStu
         out[sid] = VisionStudy(id=sid, caption=st["caption"], models=tuple(st["models"]), methods=tuple(st["methods"]),
                                sparsities=tuple(float(x) for x in st["sparsities"]), notes=_notes(st.get("notes")))
     return out
+
+
+def _experiments(path: Path, m: dict, taken: set[str]) -> dict[str, Experiment]:
+    out = {}
+    for eid, e in (m.get("experiments") or {}).items():
+        where = f"experiments.{eid}"
+        if eid in taken:
+            raise _fail(path, where, "a table, figure or study has this id too", "rename the experiment")
+        view = e.get("view", "table")
+        if view == "table" and not e.get("values"):
+            raise _fail(path, f"{where}.values", "a table view needs the columns to average", "list them under values")
+        if view != "table":
+            need = {"line": ("x", "y"), "scatter": ("x", "y"), "image_grid": ("image", "pixel", "value", "shape")}[view]
+            missing = [k for k in need if k not in (e.get("plot") or {})]
+            if missing:
+                raise _fail(path, f"{where}.plot", f"view {view} needs {', '.join(missing)}", "add them under plot")
+        out[eid] = Experiment(
+            id=eid, kind=e["kind"], caption=e["caption"],
+            params=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in e["params"].items()}), view=view,
+            index=tuple(e.get("index", ())), values=tuple(e.get("values", ())),
+            plot=MappingProxyType(dict(e.get("plot") or {})),
+            runtime_min=MappingProxyType(dict(e.get("runtime_min") or {})),
+            mem_mb=MappingProxyType(dict(e.get("mem_mb") or {})),
+            seeds=tuple(e["seeds"]) if "seeds" in e else None, notes=_notes(e.get("notes")))
+    return out
+
+
+def _checks(path: Path, m: dict, experiments: Mapping[str, Experiment], sources: Mapping[str, Source]) -> tuple[Check, ...]:
+    out, seen = [], set()
+    for i, c in enumerate(m.get("checks") or ()):
+        where = f"checks[{i}]"
+        if c["id"] in seen:
+            raise _fail(path, f"{where}.id", f"check id {c['id']!r} appears twice", "give each check its own id")
+        seen.add(c["id"])
+        if c["experiment"] not in experiments:
+            raise _fail(path, f"{where}.experiment", f"unknown experiment {c['experiment']!r}",
+                        f"use one of {sorted(experiments)}")
+        if c["source"] not in sources:
+            raise _fail(path, f"{where}.source", f"unknown source {c['source']!r}", f"use one of {sorted(sources)}")
+        out.append(Check(id=c["id"], text=c["text"], experiment=c["experiment"],
+                         where=MappingProxyType(dict(c.get("where") or {})), metric=c["metric"],
+                         value=None if c.get("value") is None else float(c["value"]),
+                         tolerance=_tolerance(c.get("tolerance")), source=c["source"],
+                         scales=tuple(c.get("scales", ()))))
+    return tuple(out)
 
 
 def _row(r: Mapping) -> Row:
@@ -544,6 +634,7 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
             raise _fail(path, f"tables.{tid}.metrics.task_metrics", f"names {', '.join(unknown)}, not in the table's tasks",
                         f"use tasks of {list(t.tasks or ())}")
     claims = _claims(path, m, tables, sources)
+    experiments = _experiments(path, m, set(tables) | set(figures) | set(studies) | set(vision))
     return Manifest(
         path=path, paper=m["paper"], title=m["title"], version=m["version"], description=m.get("description"),
         sources=MappingProxyType(sources), protocol=MappingProxyType(dict(m.get("protocol") or {})),
@@ -551,6 +642,7 @@ def manifest_from_data(data: Any, path: str | Path = "<memory>", schema_path: st
         settings=MappingProxyType(settings), tables=MappingProxyType(tables), figures=MappingProxyType(figures),
         published=_expand_published(path, m, sources, scored),
         layer_studies=MappingProxyType(studies), vision_studies=MappingProxyType(vision), claims=claims,
+        experiments=MappingProxyType(experiments), checks=_checks(path, m, experiments, sources),
     )
 
 

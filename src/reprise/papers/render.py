@@ -33,15 +33,21 @@ def render_paper_report(manifest_path: str | Path, scale_cfg: Mapping, runs_dir:
     manifest = load_manifest(manifest_path)
     cells = plan(manifest, scale_cfg)
     results = load_results(runs_dir, cells, _paper_metrics(manifest, scale_cfg), runtime=True)
+    from reprise.papers.experiment_study import experiment_section
+
     return render_report(manifest, scale_cfg, results, out_path, data_findings=overlap_findings(runs_dir, cells),
-                         cost=read_cost_summary(cost_csv) if cost_csv else None)
+                         cost=read_cost_summary(cost_csv) if cost_csv else None,
+                         extra_sections=experiment_section(manifest, scale_cfg, runs_dir))
 
 
 def render_paper_cost(manifest_path: str | Path, scale_cfg: Mapping, runs_dir: str | Path,
                       out_dir: str | Path) -> list[dict]:
     """``cost.csv``, ``cost_jobs.csv`` and ``cost.png`` of every job the paper's targets need."""
     manifest = load_manifest(manifest_path)
-    return write_costs(runs_dir, run_metrics(manifest, scale_cfg), out_dir, scale_name(scale_cfg), manifest.paper)
+    from reprise.papers.experiment_study import experiment_jobs
+
+    return write_costs(runs_dir, run_metrics(manifest, scale_cfg), out_dir, scale_name(scale_cfg), manifest.paper,
+                       experiments=experiment_jobs(manifest, scale_cfg))
 
 
 def overlap_findings(runs_dir: str | Path, cells) -> list[str]:

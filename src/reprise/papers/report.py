@@ -198,7 +198,8 @@ def _cost_lines(cost: list[Mapping[str, str]]) -> list[str]:
 
 
 def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_path: str | Path,
-                  data_findings: list[str] | None = None, cost: list[Mapping[str, str]] | None = None) -> dict[str, int]:
+                  data_findings: list[str] | None = None, cost: list[Mapping[str, str]] | None = None,
+                  extra_sections: list[str] = ()) -> dict[str, int]:
     """Write the report (Markdown) and return the verdict counts.
 
     ``data_findings`` are measured facts about the data (such as calibration/test overlap) that a
@@ -214,7 +215,7 @@ def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_
     lines += ["## Summary", "", "| verdict | cells | meaning |", "|---|---:|---|"]
     lines += [f"| {v} | {counts[v]} | {LEGEND[v]} |" for v in VERDICTS]
     lines += ["", f"Total: {len(cells)} cells."]
-    models = set(scale_models(manifest, scale_cfg))
+    models = set(scale_models(manifest, scale_cfg)) if manifest.tables or manifest.figures else set()
     outside = sorted({p.model for p in manifest.published if p.model not in models})
     if outside:
         n = sum(1 for p in manifest.published if p.model not in models)
@@ -236,6 +237,7 @@ def render_report(manifest: Manifest, scale_cfg: Mapping, results: Results, out_
         lines += [_cell_line(c) for c in cells if c.table == tid]
     if manifest.claims:
         lines += _claim_lines(claim_rows(manifest, scale_cfg, results), is_smoke(scale_cfg))
+    lines += list(extra_sections)
     if cost:
         lines += _cost_lines(cost)
     if set(manifest.figures) - set(scored):

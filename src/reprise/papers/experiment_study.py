@@ -1,0 +1,279 @@
+"""Render a sparse-learning experiment (``experiments`` of a manifest) from the per-seed CSVs its
+jobs wrote, and compare its rows with the manifest's ``checks``.
+
+A table groups the rows by the experiment's ``index`` columns and averages its ``values`` over
+replicates and seeds (mean, std, n). A figure draws ``plot.y`` against ``plot.x``: one line (or
+point cloud) per ``series`` value, one panel per ``facet`` value, the mean over replicates and
+seeds with a ±std band; ``image_grid`` draws one small image per ``image`` value. Nothing here
+solves anything: the rows come from ``reprise.experiments`` functions, run by the workflow.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from reprise.io import ReproError, atomic_path
+from reprise.papers.manifest import Check, Manifest
+from reprise.papers.plan import is_smoke, paper_seeds, scale_name
+from reprise.papers.tables import SMOKE_LABEL, write_md_tex
+
+SEED = "seed"
+
+
+def experiment_params(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> dict[str, Any]:
+    """The params of ``experiment`` at this scale (``params.<scale>``; mini falls back to full)."""
+    spec = manifest.experiments[experiment]
+    scale = scale_name(scale_cfg)
+    for key in (scale, "full") if scale == "mini" else (scale,):
+        if key in spec.params:
+            return dict(spec.params[key])
+    raise ReproError(f"{manifest.path}: experiments.{experiment}.params has no entry for scale '{scale}'; "
+                     f"add params.{scale}")
+
+
+def experiment_seeds(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> list[int]:
+    spec = manifest.experiments[experiment]
+    return list(spec.seeds) if spec.seeds is not None else paper_seeds(manifest, scale_cfg)
+
+
+def experiment_jobs(manifest: Manifest, scale_cfg: Mapping) -> list[tuple[str, str, int]]:
+    """(experiment, kind, seed) of every experiment job of the paper at this scale."""
+    return [(eid, spec.kind, s) for eid, spec in manifest.experiments.items()
+            for s in experiment_seeds(manifest, eid, scale_cfg)]
+
+
+def experiment_file(runs_dir: str | Path, paper: str, experiment: str, seed: int) -> Path:
+    """``runs/experiments/<paper>/<experiment>_s<seed>.csv``: one seed's rows of an experiment."""
+    return Path(runs_dir) / "experiments" / paper / f"{experiment}_s{seed}.csv"
+
+
+def read_rows(files: Iterable[str | Path]):
+    """The rows of every seed's CSV, with a ``seed`` column taken from the file name."""
+    import pandas as pd
+
+    frames = []
+    for f in files:
+        f = Path(f)
+        frame = pd.read_csv(f)
+        seed = f.stem.rsplit("_s", 1)[-1]
+        if SEED not in frame.columns:
+            frame[SEED] = int(seed) if seed.isdigit() else seed
+        frames.append(frame)
+    if not frames:
+        raise ReproError("no experiment rows to render: the experiment's jobs wrote no CSV")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _filtered(frame, where: Mapping[str, Any] | None, what: str):
+    for col, val in (where or {}).items():
+        if col not in frame.columns:
+            raise ReproError(f"{what}: column {col!r} is not in the experiment's rows ({', '.join(frame.columns)})")
+        frame = frame[frame[col].isin(val if isinstance(val, list) else [val])]
+    return frame
+
+
+def _need(frame, cols: Iterable[str], what: str) -> None:
+    missing = [c for c in cols if c and c not in frame.columns]
+    if missing:
+        raise ReproError(f"{what}: columns {', '.join(missing)} are not in the experiment's rows "
+                         f"({', '.join(map(str, frame.columns))}); fix the manifest or the experiment")
+
+
+def experiment_caption(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> str:
+    spec = manifest.experiments[experiment]
+    seeds = experiment_seeds(manifest, experiment, scale_cfg)
+    params = experiment_params(manifest, experiment, scale_cfg)
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    parts = [spec.caption.rstrip(". ") + ".",
+             f"Regenerated at scale '{scale_name(scale_cfg)}' with seed{'s' if len(seeds) > 1 else ''} "
+             f"{', '.join(map(str, seeds))} ({spec.kind}: {shown})."]
+    protocol = manifest.protocol.get(scale_name(scale_cfg))
+    if protocol:
+        parts.append(f"Protocol: {protocol.rstrip('. ')}.")
+    if is_smoke(scale_cfg):
+        parts.append(SMOKE_LABEL + ".")
+    return " ".join(parts)
+
+
+def summary_frame(manifest: Manifest, experiment: str, rows):
+    """(index columns, value columns, grouped frame with ``<v>``, ``<v>_std``, ``n``) of a table view."""
+    spec = manifest.experiments[experiment]
+    _need(rows, [*spec.index, *spec.values], f"experiments.{experiment}")
+    index = list(spec.index)
+    agg = {}
+    for v in spec.values:
+        agg[v] = (v, "mean")
+        agg[f"{v}_std"] = (v, "std")
+    agg["n"] = (spec.values[0], "count")
+    grouped = rows.groupby(index, sort=False, dropna=False).agg(**agg).reset_index() if index else \
+        rows.agg({v: ["mean", "std", "count"] for v in spec.values})
+    if not index:  # one row: flatten pandas' stat x column layout
+        import pandas as pd
+
+        flat = {v: grouped.loc["mean", v] for v in spec.values}
+        flat.update({f"{v}_std": grouped.loc["std", v] for v in spec.values})
+        flat["n"] = int(grouped.loc["count", spec.values[0]])
+        grouped = pd.DataFrame([flat])
+    return index, list(spec.values), grouped
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "—"
+        return f"{v:.3g}" if abs(v) >= 1e4 or (v != 0 and abs(v) < 1e-3) else f"{v:.4g}"
+    return str(v)
+
+
+def render_experiment(manifest: Manifest, experiment: str, scale_cfg: Mapping, rows, out_prefix: str | Path) -> list[Path]:
+    """Write the table (``.csv``, ``.md``, ``.tex``) or figure (``.png``, ``.pdf``) of ``experiment``."""
+    spec = manifest.experiments[experiment]
+    out_prefix = Path(out_prefix)
+    cap = experiment_caption(manifest, experiment, scale_cfg)
+    if spec.is_figure:
+        return _render_figure(manifest, experiment, scale_cfg, rows, out_prefix, cap)
+    index, values, frame = summary_frame(manifest, experiment, rows)
+    with_std = bool((frame["n"] > 1).any())
+    paths = [out_prefix.with_name(out_prefix.name + ext) for ext in (".csv", ".md", ".tex")]
+    frame.insert(0, "scale", scale_name(scale_cfg))  # a smoke row read from the CSV alone stays labelled
+    with atomic_path(paths[0], suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    head = index + values + ["n"]
+    body = []
+    for _, r in frame.iterrows():
+        cells = [_fmt(r[c]) for c in index]
+        for v in values:
+            mean, std = r[v], r[f"{v}_std"]
+            cells.append(_fmt(mean) + (f" ± {_fmt(std)}" if with_std and isinstance(std, float) and not math.isnan(std) else ""))
+        body.append(cells + [str(int(r["n"]))])
+    notes = [n.text for n in spec.notes if n.applies(scale_name(scale_cfg))]
+    write_md_tex(paths[1], paths[2], manifest.paper, experiment, cap, head, body, notes, text_columns=len(index))
+    return paths
+
+
+def _render_figure(manifest: Manifest, experiment: str, scale_cfg: Mapping, rows, out_prefix: Path, cap: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    spec = manifest.experiments[experiment]
+    plot = dict(spec.plot)
+    rows = _filtered(rows, plot.get("where"), f"experiments.{experiment}.plot.where")
+    if spec.view == "image_grid":
+        _need(rows, [plot["image"], plot["pixel"], plot["value"]], f"experiments.{experiment}.plot")
+        images = list(dict.fromkeys(rows[plot["image"]]))
+        h, w = plot["shape"]
+        cols = min(len(images), int(plot.get("columns", 10)))
+        nrows = math.ceil(len(images) / cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(1.2 * cols, 1.2 * nrows + 0.6), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, img in zip(axes.flat, images):
+            part = rows[rows[plot["image"]] == img].groupby(plot["pixel"])[plot["value"]].mean()
+            grid = np.zeros(h * w)
+            grid[part.index.to_numpy(dtype=int)] = part.to_numpy()
+            ax.imshow(grid.reshape(h, w), cmap="gray_r")
+            ax.set_title(str(img), fontsize=7)
+    else:
+        x, y = plot["x"], plot["y"]
+        series, facet = plot.get("series"), plot.get("facet")
+        _need(rows, [x, y, series, facet], f"experiments.{experiment}.plot")
+        facets = list(dict.fromkeys(rows[facet])) if facet else [None]
+        fig, axes = plt.subplots(1, len(facets), figsize=(4.2 * len(facets), 3.4), squeeze=False)
+        for ax, fv in zip(axes[0], facets):
+            part = rows if fv is None else rows[rows[facet] == fv]
+            for sv in (list(dict.fromkeys(part[series])) if series else [None]):
+                line = part if sv is None else part[part[series] == sv]
+                if spec.view == "scatter":
+                    ax.scatter(line[x], line[y], s=10, label=None if sv is None else str(sv))
+                    continue
+                stats = line.groupby(x)[y].agg(["mean", "std"]).sort_index()
+                xs, mean = stats.index.to_numpy(dtype=float), stats["mean"].to_numpy()
+                ax.plot(xs, mean, marker="." if len(xs) < 30 else None, label=None if sv is None else str(sv))
+                std = stats["std"].fillna(0).to_numpy()
+                if std.any():
+                    ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
+            ax.set_xlabel(plot.get("xlabel", x))
+            ax.set_ylabel(plot.get("ylabel", y))
+            if plot.get("logx"):
+                ax.set_xscale("log")
+            if plot.get("logy"):
+                ax.set_yscale("log")
+            if fv is not None:
+                ax.set_title(f"{facet} = {fv}", fontsize=9)
+            if series:
+                ax.legend(fontsize=7)
+    fig.suptitle(f"{manifest.paper} / {experiment}" + (" (smoke)" if is_smoke(scale_cfg) else ""), fontsize=9)
+    fig.tight_layout()
+    paths = [out_prefix.with_name(out_prefix.name + ext) for ext in (".png", ".pdf")]
+    for p in paths:
+        with atomic_path(p, suffix=p.suffix) as tmp:
+            fig.savefig(tmp, format=p.suffix[1:], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+# --------------------------------------------------------------------------- checks
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: Check
+    ours: float | None
+    n_rows: int
+    verdict: str
+    reason: str = ""
+
+
+def check_results(manifest: Manifest, scale_cfg: Mapping, runs_dir: str | Path) -> list[CheckResult]:
+    """Each ``check`` against the mean of its metric over the matching rows of every seed's CSV."""
+    from reprise.papers.report import MISSING, SMOKE, verdict
+
+    scale = scale_name(scale_cfg)
+    out = []
+    for c in manifest.checks:
+        files = [experiment_file(runs_dir, manifest.paper, c.experiment, s)
+                 for s in experiment_seeds(manifest, c.experiment, scale_cfg)]
+        files = [f for f in files if f.is_file()]
+        if not files:
+            out.append(CheckResult(c, None, 0, MISSING, "the experiment's rows are not there yet"))
+            continue
+        rows = _filtered(read_rows(files), c.where, f"checks {c.id}")
+        _need(rows, [c.metric], f"checks {c.id}")
+        ours = float(rows[c.metric].mean()) if len(rows) else None
+        compared = scale in c.scales if c.scales else not is_smoke(scale_cfg)
+        v = verdict(ours, c.value, c.tolerance, smoke=not compared)
+        reason = "" if compared else (f"compared at scale {', '.join(c.scales)} only" if c.scales
+                                      else "smoke: not compared with the logged value")
+        out.append(CheckResult(c, ours, len(rows), v if ours is not None else MISSING,
+                               reason if v == SMOKE else ("no matching rows" if ours is None else "")))
+    return out
+
+
+def check_lines(results: list[CheckResult]) -> list[str]:
+    lines = ["", "## Checks against logged and published values", "",
+             "| check | experiment | metric (rows) | value | source | tolerance | ours | verdict | note |",
+             "|---|---|---|---:|---|---|---:|---|---|"]
+    for r in results:
+        c = r.check
+        where = ", ".join(f"{k}={v}" for k, v in c.where.items())
+        tol = c.tolerance.describe() if c.tolerance else "—"
+        value = "—" if c.value is None else _fmt(c.value)
+        ours = "—" if r.ours is None else _fmt(r.ours)
+        lines.append(f"| {c.text} | `{c.experiment}` | {c.metric} ({where or 'all'}; {r.n_rows} rows) | {value} | "
+                     f"`{c.source}` | {tol} | {ours} | **{r.verdict}** | {r.reason} |")
+    return lines
+
+
+def experiment_section(manifest: Manifest, scale_cfg: Mapping, runs_dir: str | Path) -> list[str]:
+    """report.md's lines for a paper's experiments: their captions, then the checks with verdicts."""
+    if not manifest.experiments:
+        return []
+    lines = ["", "## Experiments", ""]
+    lines += [f"- `{eid}`: {experiment_caption(manifest, eid, scale_cfg)}" for eid in manifest.experiments]
+    if manifest.checks:
+        lines += check_lines(check_results(manifest, scale_cfg, runs_dir))
+    return lines

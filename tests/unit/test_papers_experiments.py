@@ -1,0 +1,148 @@
+"""Experiments of the sparse-learning papers as targets: the registry, a job's files, the table
+and figure views, the checks with verdicts, and the manifest's errors."""
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reprise.experiments import EXPERIMENTS, experiment, get_experiment, run_job
+from reprise.io import ReproError
+from reprise.papers import load_manifest
+from reprise.papers.experiment_study import (check_results, experiment_file, experiment_jobs, experiment_params,
+                                             read_rows, render_experiment)
+
+KIND = "sam.unit_quadratic"
+
+
+@experiment(KIND)
+def _quadratic(params, seed):
+    """Rows: (method, step, replicate) -> loss, with a seeded perturbation."""
+    rng = np.random.default_rng(seed)
+    if params.get("steps", 0) < 1:
+        raise ReproError("steps: use an integer >= 1")
+    rows = []
+    for method, rate in (("gd", 0.5), ("sam", 0.7)):
+        for rep in range(params.get("replicates", 2)):
+            noise = rng.normal(scale=0.01)
+            rows += [{"method": method, "step": t, "replicate": rep, "loss": (1 - rate) ** t + noise, "pixel": t,
+                      "image": method} for t in range(params["steps"])]
+    return pd.DataFrame(rows)
+
+
+MANIFEST = textwrap.dedent(f"""
+    format: 1
+    paper: toyexp
+    title: "A toy experiment paper"
+    version: "test"
+    sources:
+      log: {{citation: "a log", url: "https://example.org", version: "v", transcribed: "one value", reliability: "test"}}
+    experiments:
+      tab:
+        kind: {KIND}
+        caption: "Loss by method at the last steps"
+        params: {{smoke: {{steps: 3}}, full: {{steps: 5, replicates: 4}}}}
+        index: [method, step]
+        values: [loss]
+        runtime_min: {{smoke: 0.1, full: 2}}
+      curve:
+        kind: {KIND}
+        caption: "Loss against steps"
+        params: {{smoke: {{steps: 6}}}}
+        view: line
+        plot: {{x: step, y: loss, series: method, logy: true}}
+      grid:
+        kind: {KIND}
+        caption: "Images"
+        params: {{smoke: {{steps: 4}}}}
+        view: image_grid
+        plot: {{image: image, pixel: pixel, value: loss, shape: [2, 2]}}
+    checks:
+      - {{id: gd-first, text: "GD loss at step 0 is 1", experiment: tab, where: {{method: gd, step: 0}}, metric: loss,
+          value: 1.0, tolerance: {{abs: 0.05}}, source: log, scales: [smoke]}}
+      - {{id: sam-first, text: "SAM loss at step 0 is 2 (a wrong value)", experiment: tab, where: {{method: sam, step: 0}},
+          metric: loss, value: 2.0, tolerance: {{abs: 0.05}}, source: log, scales: [smoke]}}
+      - {{id: unscaled, text: "only compared beyond smoke", experiment: tab, metric: loss, value: 0.5, source: log}}
+""")
+SMOKE = {"scale": "smoke", "seeds": [0, 1], "papers": {"toyexp": {}}}
+
+
+@pytest.fixture()
+def m(tmp_path):
+    path = tmp_path / "toyexp.yaml"
+    path.write_text(MANIFEST)
+    return load_manifest(path)
+
+
+def _run_all(m, runs: Path, cfg=SMOKE):
+    for eid, kind, seed in experiment_jobs(m, cfg):
+        out = experiment_file(runs, m.paper, eid, seed)
+        run_job(kind, experiment_params(m, eid, cfg), seed, out, out.with_suffix(".json"))
+
+
+def test_registry_errors():
+    assert get_experiment(KIND) is _quadratic and KIND in EXPERIMENTS
+    with pytest.raises(ReproError, match="<package>.<id>"):
+        experiment("nopackage")
+    with pytest.raises(ReproError, match="unknown package"):
+        get_experiment("xyz.tab1")
+
+
+def test_job_files_and_table_over_seeds(m, tmp_path):
+    runs = tmp_path / "runs"
+    _run_all(m, runs)
+    f = experiment_file(runs, "toyexp", "tab", 1)
+    prov = json.loads(f.with_suffix(".json").read_text())
+    assert prov["experiment"] == KIND and prov["params"] == {"steps": 3} and prov["seed"] == 1 and "git_commit" in prov
+    rows = read_rows([experiment_file(runs, "toyexp", "tab", s) for s in (0, 1)])
+    assert sorted(rows["seed"].unique()) == [0, 1]
+    render_experiment(m, "tab", SMOKE, rows, tmp_path / "tab")
+    with open(tmp_path / "tab.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 6 and {r["scale"] for r in table} == {"smoke"}
+    first = next(r for r in table if r["method"] == "gd" and r["step"] == "0")
+    assert int(first["n"]) == 4  # 2 replicates x 2 seeds
+    assert float(first["loss"]) == pytest.approx(rows.query("method == 'gd' and step == 0")["loss"].mean())
+    md = (tmp_path / "tab.md").read_text()
+    assert "±" in md and "smoke" in md.lower() and "steps=3" in md
+
+
+def test_figures_render(m, tmp_path):
+    runs = tmp_path / "runs"
+    _run_all(m, runs)
+    for eid in ("curve", "grid"):
+        rows = read_rows([experiment_file(runs, "toyexp", eid, s) for s in (0, 1)])
+        paths = render_experiment(m, eid, SMOKE, rows, tmp_path / eid)
+        assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_checks_give_verdicts(m, tmp_path):
+    runs = tmp_path / "runs"
+    assert {r.check.id: r.verdict for r in check_results(m, SMOKE, runs)}["gd-first"] == "missing"
+    _run_all(m, runs)
+    verdicts = {r.check.id: r for r in check_results(m, SMOKE, runs)}
+    assert verdicts["gd-first"].verdict == "pass" and verdicts["gd-first"].n_rows == 4
+    assert verdicts["sam-first"].verdict == "fail"
+    assert verdicts["unscaled"].verdict == "smoke"  # no scales: never compared at smoke
+
+
+def test_params_per_scale_and_manifest_errors(m, tmp_path):
+    full = {"scale": "full", "seeds": [0], "papers": {"toyexp": {}}}
+    assert experiment_params(m, "tab", full) == {"steps": 5, "replicates": 4}
+    with pytest.raises(ReproError, match="params has no entry for scale 'full'"):
+        experiment_params(m, "curve", full)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MANIFEST.replace("plot: {x: step, y: loss, series: method, logy: true}", "plot: {x: step}"))
+    with pytest.raises(ReproError, match="view line needs y"):
+        load_manifest(bad)
+    bad.write_text(MANIFEST.replace("experiment: tab, where: {method: gd", "experiment: nope, where: {method: gd"))
+    with pytest.raises(ReproError, match="unknown experiment 'nope'"):
+        load_manifest(bad)
+    with pytest.raises(ReproError, match="steps"):
+        run_job(KIND, {"steps": 0}, 0, tmp_path / "x.csv", tmp_path / "x.json")
+    assert not (tmp_path / "x.csv").exists()  # a failed job leaves no rows behind

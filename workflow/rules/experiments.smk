@@ -1,0 +1,87 @@
+# Experiments of the sparse-learning papers (manifest `experiments`, reprise.experiments): one job
+# per (paper, experiment, seed) runs the registered function with the scale's params and writes
+# its rows; one named target per experiment renders them as a table or figure
+# (e.g. `snakemake graphl0_tab1`). Resources come from the manifest's runtime_min / mem_mb.
+import math
+
+from reprise.papers.experiment_study import experiment_file, experiment_params, experiment_seeds
+
+
+def _experiment(wc):
+    return MANIFESTS[wc.paper].experiments[wc.experiment]
+
+
+def experiment_mem(wc, attempt):
+    return int(math.ceil(_experiment(wc).mem_mb.get(SCALE, 2000) * (1 + 0.5 * (attempt - 1))))
+
+
+def experiment_runtime(wc, attempt):
+    expected = _experiment(wc).runtime_min.get(SCALE, 10)
+    return int(math.ceil((3 * expected + 10) * (1 + 0.5 * (attempt - 1))))
+
+
+rule experiment_run:
+    output:
+        provenance="runs/experiments/{paper}/{experiment}_s{seed}.json",
+        rows="runs/experiments/{paper}/{experiment}_s{seed}.csv",
+    wildcard_constraints:
+        experiment=r"[A-Za-z0-9_-]+",
+    params:
+        kind=lambda wc: _experiment(wc).kind,
+        params=lambda wc: experiment_params(MANIFESTS[wc.paper], wc.experiment, config),
+    log:
+        "logs/experiments/{paper}/{experiment}_s{seed}.log",
+    benchmark:
+        "runs/experiments/{paper}/benchmark/{experiment}_s{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=experiment_mem,
+        runtime=experiment_runtime,
+    conda:
+        "../../envs/llm.yaml"
+    script:
+        "../scripts/experiment_run.py"
+
+
+def experiment_inputs(paper, experiment):
+    manifest = MANIFESTS[paper]
+    return [str(experiment_file("runs", paper, experiment, s)) for s in experiment_seeds(manifest, experiment, config)]
+
+
+def experiment_targets(paper):
+    """The output files of every experiment target of ``paper``."""
+    return [f for e in MANIFESTS[paper].experiments for f in experiment_outputs(paper, e)]
+
+
+def experiment_outputs(paper, experiment):
+    base = f"results/papers/{paper}/{experiment}"
+    if MANIFESTS[paper].experiments[experiment].is_figure:
+        return [f"{base}.png", f"{base}.pdf"]
+    return [f"{base}.csv", f"{base}.md", f"{base}.tex"]
+
+
+for _paper, _manifest in MANIFESTS.items():
+    for _exp in _manifest.experiments:
+
+        rule:
+            name:
+                f"{_paper}_{_exp}"
+            input:
+                experiment_inputs(_paper, _exp),
+            output:
+                experiment_outputs(_paper, _exp),
+            params:
+                paper=_paper,
+                target=_exp,
+                manifest=f"{config['registries']['manifests']}/{_paper}.yaml",
+            log:
+                f"logs/papers/{_paper}/{_exp}.log",
+            localrule: True
+            threads: 1
+            resources:
+                mem_mb=light_mem,
+                runtime=light_runtime,
+            conda:
+                "../../envs/papers.yaml"
+            script:
+                "../scripts/experiment_render.py"
