@@ -25,28 +25,47 @@ from reprise.sparsity import hard_threshold, project_simplex
 # --------------------------------------------------------------------------- validation
 
 
-def check_data(X, name: str = "X") -> np.ndarray:
-    """``X`` as a finite, nonnegative, non-zero 2-D float array, or a ReproError naming ``name``."""
+class NMFInputError(ReproError, ValueError):
+    """Bad data or parameters for sparse archetypal NMF: a ReproError (the project's user-facing
+    error) that is also the ValueError scikit-learn's conventions expect."""
+
+
+class NMFTypeError(ReproError, TypeError):
+    """Data that is not numeric at all (a ReproError and the TypeError scikit-learn expects)."""
+
+
+def check_data(X, name: str = "X", estimator: str = "ArchetypalNMF") -> np.ndarray:
+    """``X`` as a finite, nonnegative, non-zero 2-D float array, or an NMFInputError naming ``name``
+    and the fix (scikit-learn's ``check_array`` does the shape, dtype, sparse and finiteness part)."""
+    from sklearn.utils import check_array
+
     try:
-        arr = np.asarray(X, dtype=float)
-    except (TypeError, ValueError):
-        raise ReproError(f"{name} must be a numeric 2-D array (data points as rows); got {type(X).__name__}") from None
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ReproError(f"{name} must be a non-empty 2-D array (m data points × n features); got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        bad = int((~np.isfinite(arr)).sum())
-        raise ReproError(f"{name} has {bad} non-finite entries (NaN or inf); impute or drop them before fitting")
+        arr = check_array(X, dtype=float, accept_sparse=False, ensure_2d=True, ensure_all_finite=True,
+                          input_name=name, estimator=estimator)
+    except TypeError as exc:
+        raise NMFTypeError(f"{name}: {exc} (pass a numeric array, data points as rows)") from None
+    except ValueError as exc:
+        msg = str(exc)
+        if "NaN" in msg or "infinity" in msg:
+            fix = "non-finite entries: impute or drop them before fitting"
+        elif "sparse" in msg.lower():
+            fix = "pass a dense array, e.g. X.toarray()"
+        elif "omplex" in msg:
+            fix = "pass real-valued data"
+        else:
+            fix = "pass a non-empty 2-D array, m data points as rows and n features as columns"
+        raise NMFInputError(f"{name}: {msg} ({fix})") from None
     if np.any(arr < 0):
-        raise ReproError(f"{name} has negative entries (min {arr.min():.3g}); sparse archetypal NMF needs "
-                         f"nonnegative data: clip at 0 or shift the features")
+        raise NMFInputError(f"Negative values in data passed to {estimator} ({name}, min {arr.min():.3g}): sparse "
+                            f"archetypal NMF needs nonnegative data; clip at 0 or shift the features")
     if not np.any(arr > 0):
-        raise ReproError(f"{name} is all zeros; there is nothing to factorise")
+        raise NMFInputError(f"{name} is all zeros; there is nothing to factorise")
     return arr
 
 
 def check_lam(lam, name: str = "lam") -> float:
     if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam) or lam < 0:
-        raise ReproError(f"{name}={lam!r} must be a finite number ≥ 0 (0 gives sparse simplex NMF, larger values "
+        raise NMFInputError(f"{name}={lam!r} must be a finite number ≥ 0 (0 gives sparse simplex NMF, larger values "
                          f"pull the archetypes towards the data hull)")
     return float(lam)
 
@@ -59,7 +78,7 @@ def check_int(value, name: str, low: int, high: int | None = None, hint: str = "
         ok = value >= low and (high is None or value <= high)
     if not ok:
         span = f"[{low}, {high}]" if high is not None else f"≥ {low}"
-        raise ReproError(f"{name}={value!r} must be an integer {span}{'; ' + hint if hint else ''}")
+        raise NMFInputError(f"{name}={value!r} must be an integer {span}{'; ' + hint if hint else ''}")
     return value
 
 
@@ -80,7 +99,7 @@ def objective(X, W, H, W_tilde, lam: float) -> float:
     value = float(np.sum((X - W @ H) ** 2))
     if lam != 0:
         if W_tilde is None:
-            raise ReproError("objective: W_tilde is needed when lam > 0")
+            raise NMFInputError("objective: W_tilde is needed when lam > 0")
         value += float(lam) * float(np.sum((H - np.asarray(W_tilde, dtype=float) @ X) ** 2))
     return value
 
@@ -90,7 +109,7 @@ def archetype_distance(H1, H2) -> float:
     of ``H2`` (§7.3, ``L.jl``). Not symmetric; see :func:`weak_robustness`/:func:`strong_robustness`."""
     H1, H2 = np.atleast_2d(np.asarray(H1, dtype=float)), np.atleast_2d(np.asarray(H2, dtype=float))
     if H1.shape[1] != H2.shape[1]:
-        raise ReproError(f"archetype_distance: H1 has {H1.shape[1]} features, H2 {H2.shape[1]}; they must match")
+        raise NMFInputError(f"archetype_distance: H1 has {H1.shape[1]} features, H2 {H2.shape[1]}; they must match")
     sq = (np.sum(H1 ** 2, axis=1)[:, None] + np.sum(H2 ** 2, axis=1)[None, :] - 2.0 * H1 @ H2.T)
     return float(np.sum(np.maximum(sq, 0.0).min(axis=1)))
 
@@ -228,7 +247,7 @@ def lambda_grid(lam: float, lambda_max: float, n_lambdas: int) -> list[float]:
         return [lam]
     if isinstance(lambda_max, bool) or not isinstance(lambda_max, numbers.Real) or not lambda_max > 0 \
             or not math.isfinite(lambda_max):
-        raise ReproError(f"lambda_max={lambda_max!r} must be a finite number > 0 (the demo uses 30)")
+        raise NMFInputError(f"lambda_max={lambda_max!r} must be a finite number > 0 (the demo uses 30)")
     grid = [float(v) for v in np.logspace(math.log10(lambda_max), math.log10(lam), n_lambdas)]
     grid[-1] = lam  # exactly the target, not its round trip through log10
     return grid
@@ -253,7 +272,7 @@ def continuation(X, H, W, W_tilde, lambdas, ell: int, max_iter: int = 150, tol: 
     previous one (``SAA``). ``lambdas`` is usually :func:`lambda_grid`; its last value is the target."""
     lambdas = [check_lam(v, "lambdas[]") for v in lambdas]
     if not lambdas:
-        raise ReproError("continuation: the λ grid is empty; pass at least the target λ (n_lambdas ≥ 1)")
+        raise NMFInputError("continuation: the λ grid is empty; pass at least the target λ (n_lambdas ≥ 1)")
     stages = []
     for lam in lambdas:
         res = block_prox(X, H, W, W_tilde, lam, ell, max_iter, tol)

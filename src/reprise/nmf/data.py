@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reprise.io import ReproError
-from reprise.nmf.core import check_int
+from reprise.nmf.core import NMFInputError, check_int
 
 #: side of a digits image (8 × 8 pixels, row-major in the 64 features)
 DIGITS_SIDE = 8
@@ -33,7 +32,7 @@ def make_synthetic(m: int = 40, n: int = 500, k: int = 20, sigma: float = 0.5, e
     n = check_int(n, "n", 1)
     k = check_int(k, "k", 1)
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
-        raise ReproError(f"sigma={sigma!r} must be a noise standard deviation ≥ 0 (the demo uses 0.5)")
+        raise NMFInputError(f"sigma={sigma!r} must be a noise standard deviation ≥ 0 (the demo uses 0.5)")
     ell_true = k * n if ell_true is None else check_int(ell_true, "ell_true", 1, k * n,
                                                          hint="the number of nonzeros of the true H0")
     rng = np.random.default_rng(random_state)

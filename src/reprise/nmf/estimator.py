@@ -9,8 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from reprise.io import ReproError
-from reprise.nmf.core import (check_budget, check_data, check_int, check_lam, continuation, hull_weights,
+from reprise.nmf.core import (NMFInputError, check_budget, check_data, check_int, check_lam, continuation, hull_weights,
                               lambda_grid, objective)
 from reprise.nmf.local_search import local_search as run_local_search
 from reprise.nmf.mip import mip_init
@@ -106,10 +105,10 @@ class ArchetypalNMF(TransformerMixin, BaseEstimator):
         ell = check_budget(self.l0_budget, k, n)
         lam = check_lam(self.lam)
         if self.init not in INITS:
-            raise ReproError(f"init={self.init!r} is unknown; use one of {', '.join(INITS)}")
+            raise NMFInputError(f"init={self.init!r} is unknown; use one of {', '.join(INITS)}")
         check_int(self.max_iter, "max_iter", 1, hint="iterations of the block proximal method per stage")
         if isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
-            raise ReproError(f"tol={self.tol!r} must be a number ≥ 0 (relative decrease; the demo uses 1e-4)")
+            raise NMFInputError(f"tol={self.tol!r} must be a number ≥ 0 (relative decrease; the demo uses 1e-4)")
         if self.local_search:
             check_int(self.ls_size, "ls_size", 1, hint="candidate entries per local-search round (demo: 2)")
             check_int(self.ls_max_iter, "ls_max_iter", 0, hint="local-search rounds (demo: 4)")
@@ -117,10 +116,10 @@ class ArchetypalNMF(TransformerMixin, BaseEstimator):
             mip_backend(self.mip_backend)
             check_int(self.mip_max_cuts, "mip_max_cuts", 1, hint="the demo uses 10")
             if isinstance(self.mip_gap, bool) or not isinstance(self.mip_gap, numbers.Real) or not self.mip_gap >= 0:
-                raise ReproError(f"mip_gap={self.mip_gap!r} must be a relative gap ≥ 0 (the demo uses 0.05)")
+                raise NMFInputError(f"mip_gap={self.mip_gap!r} must be a relative gap ≥ 0 (the demo uses 0.05)")
             if isinstance(self.mip_master_gap, bool) or not isinstance(self.mip_master_gap, numbers.Real) \
                     or not self.mip_master_gap >= 0:
-                raise ReproError(f"mip_master_gap={self.mip_master_gap!r} must be a relative gap ≥ 0 (default 0.01)")
+                raise NMFInputError(f"mip_master_gap={self.mip_master_gap!r} must be a relative gap ≥ 0 (default 0.01)")
         grid = lambda_grid(lam, self.lambda_max, self.n_lambdas) if self.continuation else [lam]
         return X, k, ell, lam, grid
 
@@ -187,8 +186,8 @@ class ArchetypalNMF(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "components_")
         X = check_data(X)
         if X.shape[1] != self.n_features_in_:
-            raise ReproError(f"X has {X.shape[1]} features but the archetypes have {self.n_features_in_}; pass data "
-                             f"with the features the model was fitted on")
+            raise NMFInputError(f"X has {X.shape[1]} features, but ArchetypalNMF is expecting {self.n_features_in_} "
+                                f"features as input (those it was fitted on); pass data with the same features")
         return hull_weights(X, self.components_)
 
     def inverse_transform(self, W):

@@ -13,7 +13,7 @@ multipliers of ``H ≤ M·Z``), so
 
 is a cut. The master problem ``min η`` over binary Z with ``ΣZ ≤ ℓ`` and all cuts so far is a
 MILP, solved here by HiGHS through ``scipy.optimize.milp`` (the Julia code uses Gurobi; §9.2). The
-loop stops when the relative gap ``(best F − master bound) / best F`` is below ``min_gap``, after
+loop stops when the relative gap ``(best F − master bound) / best F`` is at most ``min_gap``, after
 ``max_cuts`` cuts, or after ``time_limit`` seconds. The inner problem is solved approximately as in
 the official code: alternate ``H = clip(W̃X, 0, M·Z)`` with a projected gradient step on W̃ (step
 ``1/(2σ_max(X)²)``), at most ``inner_max_iter`` times, so cuts are as accurate as that solve.
@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reprise.io import ReproError
-from reprise.nmf.core import hull_weights, spectral_norm
+from reprise.nmf.core import NMFInputError, hull_weights, spectral_norm
 from reprise.sparsity import mip_backend, project_simplex
 
 
@@ -91,11 +90,11 @@ def solve_master(cuts, shape, ell: int, time_limit: float | None = None, backend
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     if mip_backend(backend) != "highs":
-        raise ReproError(f"mip_backend={backend!r}: the sparse NMF master problem is written for HiGHS "
+        raise NMFInputError(f"mip_backend={backend!r}: the sparse NMF master problem is written for HiGHS "
                          f"(scipy.optimize.milp) only; use highs")
     cuts = list(cuts)
     if not cuts:
-        raise ReproError("solve_master: needs at least one cut (η is unbounded below without one)")
+        raise NMFInputError("solve_master: needs at least one cut (η is unbounded below without one)")
     k, n = shape
     N = k * n
     rows, ub = [np.r_[np.ones(N), 0.0]], [float(ell)]
@@ -149,12 +148,12 @@ def mip_init(X, k: int, ell: int, big_m: float = 1.0, time_limit: float = 480.0,
     X = np.asarray(X, dtype=float)
     n = X.shape[1]
     if not (isinstance(big_m, (int, float)) and not isinstance(big_m, bool) and math.isfinite(big_m) and big_m > 0):
-        raise ReproError(f"mip_big_m={big_m!r} must be a finite number > 0 (an upper bound on the entries of H; "
+        raise NMFInputError(f"mip_big_m={big_m!r} must be a finite number > 0 (an upper bound on the entries of H; "
                          f"X.max() never cuts off an archetype inside the data hull)")
     if not (isinstance(time_limit, (int, float)) and time_limit > 0):
-        raise ReproError(f"mip_time_limit={time_limit!r} must be a number of seconds > 0 (the demo uses 480)")
+        raise NMFInputError(f"mip_time_limit={time_limit!r} must be a number of seconds > 0 (the demo uses 480)")
     if not (isinstance(max_cuts, int) and max_cuts >= 1):
-        raise ReproError(f"mip_max_cuts={max_cuts!r} must be an integer ≥ 1 (the demo uses 10)")
+        raise NMFInputError(f"mip_max_cuts={max_cuts!r} must be an integer ≥ 1 (the demo uses 10)")
     mip_backend(backend)
     t0 = time.perf_counter()
     Z = np.zeros((k, n)) if Z0 is None else np.asarray(Z0, dtype=float)
@@ -176,7 +175,7 @@ def mip_init(X, k: int, ell: int, big_m: float = 1.0, time_limit: float = 480.0,
         master = solve_master(cuts, (k, n), ell, time_limit=remaining, backend=backend, mip_rel_gap=master_gap)
         c_min = best[0]
         out.gaps.append(0.0 if c_min <= 0 else max(0.0, (c_min - master.bound) / c_min))
-        if out.gaps[-1] < min_gap:
+        if out.gaps[-1] <= min_gap:
             out.stop = "gap"
             break
         if master.Z is None:
