@@ -2,11 +2,12 @@
 
 Each is ``fn(params, seed) -> DataFrame`` (see :mod:`reprise.experiments`) with tidy rows and the columns
 
-``experiment, method, ascent, rho, eta, batch_size, iteration, unit, risk, component, source, value, stderr,
+``experiment, seed, method, ascent, rho, eta, batch_size, iteration, unit, risk, component, source, value, stderr,
 n_replicates``
 
-- ``method``: ``gd`` (ρ = 0), ``sam`` (un-normalised ascent ``ε = ρ∇L``, the analysed variant), ``sam_normalised``
-  (``ε = ρ∇L/‖∇L‖``); for fig5 ``sgd`` / ``sam``. ``ascent`` repeats the ascent in words.
+- ``method``: ``gd`` (ρ = 0; ``sgd`` in fig5), ``sam`` (un-normalised ascent ``ε = ρ∇L``, the analysed variant),
+  ``sam_normalised`` (``ε = ρ∇L/‖∇L‖``, Foret et al.'s SAM and the default of figs 4–5). ``ascent`` names the
+  ascent (``none`` for ρ = 0).
 - ``risk``: ``in_sample`` (``E‖X(β_t − β*)‖²/n``, resp. ``‖f_t(X) − f*(X)‖²/n``) or ``out_of_sample`` (population
   covariance, resp. a test grid); ``test``/``train`` for the networks.
 - ``component``: ``bias``, ``variance``, ``total`` (figs 1–3); ``test_mse``, ``train_loss``, ``sharpness`` (fig4,
@@ -25,28 +26,30 @@ the keys, with their defaults:
   ``XᵀX/n = Σ = diag(λ)`` exactly), ``beta_scale=1.0`` (``β* ~ N(0, beta_scale² I)``), ``sigma=0.5, eta=0.5,
   rhos=[0, 0.5, 1]`` (closed form + MC), ``rhos_normalised=[0.1, 0.5]`` (MC only), ``iterations=2000,
   grid_points=30, replicates=200, design_seed=0``. ``seed`` drives the noise draws (the same for every method).
-  Measured: ~2 s on one core.
+  Measured: 2.1 s.
 - ``sam.fig2`` (RBF kernel regression): ``n=200`` points uniform on ``[0, 1]``, target ``sin(2π·frequency·x)``
   with ``frequency=1``, ``lengthscale=0.1, normalise_kernel=True`` (K scaled so ``λ_max(K/n) = 1``, which makes
   ``eta=0.5, rhos=[0, 0.5, 1]`` satisfy ``0 ≤ a_i < 1`` as in fig1), ``sigma=0.5, rhos_normalised=[0.1, 0.5],
-  iterations=1000, grid_points=30, replicates=200, n_test=400, design_seed=0``. Measured: ~4 s.
+  iterations=1000, grid_points=30, replicates=200, n_test=400, design_seed=0``. Measured: 3.8–4.9 s.
 - ``sam.fig3`` (mini-batch): fig1's (``problem="linear"``) or fig2's (``problem="kernel"``) problem and keys, with
   ``batch_size=20, replicates=50, eta=0.25, rhos=[0, 0.5, 1], rhos_normalised=[0.1]``. η is halved from fig1's
   because a 20-row batch Hessian ``H_B`` of fig1's design has ``λ_max ≈ 1.25`` on average (up to 2.8): at η = 0.5,
   ρ = 1 the batch step ``ηλ_B(1 + ρλ_B)`` is ≈ 1.4 typically and up to 5.5, far outside ``0 ≤ a < 1``; at η = 0.25
   it is ≈ 0.7 typically (η = 0.5 still runs, with a visibly noisier SAM);
   the batch (distinct rows, fresh each step) serves both the ascent and the descent. Rows: MC of the mini-batch runs,
-  plus the full-batch closed form at the same η as reference (``batch_size = n``). Measured: ~2 s.
+  plus the full-batch closed form at the same η as reference (``batch_size = n``). Measured: 2.5–3.6 s.
 - ``sam.fig4`` (teacher–student one-hidden-layer ReLU network): ``d=20, width=50, n=500, n_test=2000,
   teacher_width=4, noise=0.5, lr=0.05, steps=2000, rhos=[0, 0.05, 0.2], ascent="normalised", grid_points=30,
   power_iters=100, design_seed=0``; full-batch GD vs SAM (the shared optimizer over SGD) from the same init (``seed``).
-  Measured: ~5 s.
+  Measured: 5.9–7.6 s (the full 2000 steps; no cheaper smoke setting needed).
 - ``sam.fig5`` (deep-network figure, **reduced-size substitute**: an MLP on scikit-learn's bundled
   ``load_digits`` instead of the paper's CIFAR-10 networks): ``dataset="digits", epochs=20, batch_size=32, lr=0.05,
   momentum=0.9, weight_decay=0.0, hidden=64, rhos=[0, 0.05], ascent="normalised", test_fraction=0.25,
-  split_seed=0``. Measured: ~3 s. The CIFAR-10 ResNet version is not implemented (torchvision is not installed).
+  split_seed=0``. Measured: 2.4 s. The CIFAR-10 ResNet version is not implemented (torchvision is not installed).
 
-``full`` differs only in the workflow's number of seeds (≥ 3) and, for fig5, optionally more ``epochs``.
+Times: one call at the defaults with OMP_NUM_THREADS=1 on the 2-core development machine while it was shared
+(load average ≈ 4), so upper-end figures. ``full`` differs only in the workflow's number of seeds (≥ 3) and, for
+fig5, optionally more ``epochs``/``hidden``.
 """
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ from reprise.sam import theory
 from reprise.sam.simulate import (DESIGN_STREAM, log_grid, rbf_kernel, simulate_kernel, simulate_least_squares,
                                   stream_rng)
 
-COLUMNS = ["experiment", "method", "ascent", "rho", "eta", "batch_size", "iteration", "unit", "risk", "component",
+COLUMNS = ["experiment", "seed", "method", "ascent", "rho", "eta", "batch_size", "iteration", "unit", "risk", "component",
            "source", "value", "stderr", "n_replicates"]
 
 _NUM = (int, float)
@@ -127,10 +130,11 @@ def _validate(name: str, params: Mapping[str, Any], spec: Mapping[str, tuple[Any
     return out
 
 
-def _rows(frame_rows: list[dict]):
+def _rows(frame_rows: list[dict], seed: int):
     import pandas as pd
 
     frame = pd.DataFrame(frame_rows)
+    frame["seed"] = int(seed)
     for col in COLUMNS:
         if col not in frame:
             frame[col] = np.nan
@@ -262,14 +266,14 @@ def _regression(name: str, P: dict, problem: str, seed: int, batch_size: int | N
 def fig1(params: Mapping[str, Any], seed: int):
     """Linear regression: bias/variance/total risk vs iteration, GD vs SAM, closed form and Monte-Carlo."""
     P = _validate("sam.fig1", params, _LINEAR)
-    return _rows(_regression("sam.fig1", P, "linear", seed, None))
+    return _rows(_regression("sam.fig1", P, "linear", seed, None), seed)
 
 
 @experiment("sam.fig2")
 def fig2(params: Mapping[str, Any], seed: int):
     """RBF kernel regression of sin(2πx) on [0, 1]: the same curves in function space (H → K/n)."""
     P = _validate("sam.fig2", params, _KERNEL)
-    return _rows(_regression("sam.fig2", P, "kernel", seed, None))
+    return _rows(_regression("sam.fig2", P, "kernel", seed, None), seed)
 
 
 @experiment("sam.fig3")
@@ -284,8 +288,7 @@ def fig3(params: Mapping[str, Any], seed: int):
     if P["batch_size"] > P["n"]:
         raise ReproError(f"sam.fig3: param 'batch_size' = {P['batch_size']} exceeds n = {P['n']}")
     rows = _regression("sam.fig3", P, problem, seed, P["batch_size"])
-    # the closed form is the full-batch reference: label it with batch_size n (already so in _closed_rows)
-    return _rows(rows)
+    return _rows(rows, seed)  # the closed-form rows are the full-batch reference (batch_size = n)
 
 
 @experiment("sam.fig4")
@@ -312,7 +315,7 @@ def fig4(params: Mapping[str, Any], seed: int):
             for t, v in zip(trace.iterations, trace.metrics[comp]):
                 rows.append(dict(base, iteration=t, risk=risk, component=comp, value=v))
         rows.append(dict(base, iteration=int(P["steps"]), risk="train", component="sharpness", value=trace.sharpness))
-    return _rows(rows)
+    return _rows(rows, seed)
 
 
 @experiment("sam.fig5")
@@ -338,6 +341,6 @@ def fig5(params: Mapping[str, Any], seed: int):
             risk = "train" if comp.startswith("train") else "test"
             for t, v in zip(trace.iterations, trace.metrics[comp]):
                 rows.append(dict(base, iteration=t, risk=risk, component=comp, value=v))
-    frame = _rows(rows)
+    frame = _rows(rows, seed)
     frame["note"] = "reduced-size substitute: load_digits MLP for the paper's deep-network (CIFAR-10) figure"
     return frame

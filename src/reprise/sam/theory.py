@@ -15,7 +15,9 @@ The iterate's error in the eigenbasis is ``δᵢ(t) = −aᵢᵗcᵢ + (1 − a�
 
 Directions with ``λᵢ = 0`` never move (``aᵢ = 1``) and carry no noise. With ``0 ≤ aᵢ < 1`` for both methods, SAM's
 ``aᵢ`` is smaller term by term, so SAM's bias is ≤ GD's and its variance ≥ GD's at every t — the statement of the
-paper's v1/v2; :func:`check_stability` enforces that condition.
+paper's v1/v2; :func:`check_stability` enforces that condition. The out-of-sample variance is ordered the same way
+(``Σ̃ᵢᵢ ≥ 0``); the out-of-sample bias is a quadratic form in ``aᵗ⊙c`` and is ordered termwise only when ``Σ̃`` is
+diagonal (Σ and H share eigenvectors).
 
 Kernel regression is the same recursion in function space: GD/SAM on the squared loss in the RKHS of ``k`` with
 ``f = Σⱼ αⱼk(xⱼ, ·)``, ``α ← α − (η/n)(I + ρK/n)(Kα − y)``, so the training predictions follow the linear recursion
