@@ -66,3 +66,15 @@ def test_fig5_digits_small_is_labelled_a_substitute():
     assert set(frame.unit) == {"epoch"}
     assert (acc[acc.iteration == 2].value > 0.5).all()
     assert frame.note.str.contains("substitute").all()
+
+
+def test_experiments_leave_the_global_rngs_alone():
+    import torch
+
+    np_state = np.random.get_state()[1].copy()
+    torch_state = torch.random.get_rng_state().clone()
+    run_experiment("sam.fig3", {"replicates": 3, "iterations": 5, "n": 30, "p": 10, "batch_size": 5}, 0)
+    run_experiment("sam.fig4", {"n": 30, "n_test": 10, "steps": 3, "width": 4, "power_iters": 3}, 0)
+    run_experiment("sam.fig5", {"epochs": 1, "hidden": 8}, 0)
+    assert np.array_equal(np.random.get_state()[1], np_state)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)

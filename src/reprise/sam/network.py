@@ -179,9 +179,11 @@ def train_digits_mlp(rho: float, epochs: int, batch_size: int, lr: float, moment
     """
     Xtr, ytr, Xte, yte = _digits(split_seed, test_fraction)
     g = _generator(seed, INIT_STREAM)
-    torch_model = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden),
-                                      torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
-    with torch.no_grad():  # PyTorch's default Linear init, drawn from the local generator
+    skip = torch.nn.utils.skip_init  # no draw from the global RNG; the init below uses the local generator
+    torch_model = torch.nn.Sequential(skip(torch.nn.Linear, 64, hidden), torch.nn.ReLU(),
+                                      skip(torch.nn.Linear, hidden, hidden), torch.nn.ReLU(),
+                                      skip(torch.nn.Linear, hidden, 10))
+    with torch.no_grad():  # PyTorch's default Linear init (uniform ±1/√fan_in), drawn from the local generator
         for layer in torch_model:
             if isinstance(layer, torch.nn.Linear):
                 bound = 1.0 / np.sqrt(layer.in_features)
