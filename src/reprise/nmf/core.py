@@ -222,7 +222,8 @@ def block_prox(X, H, W, W_tilde, lam: float, ell: int, max_iter: int = 150, tol:
     """Block proximal gradient (``AAproxblock``): H-, W- then W̃-step per iteration; stops when an
     iteration lowers the objective by less than ``tol · f₀`` (f₀ the starting objective) or after
     ``max_iter`` iterations. Each step is a projected gradient step with step 1/Lipschitz on a
-    block, so no iteration increases the objective (up to rounding)."""
+    block, so no iteration increases the objective (up to rounding). ``max_iter`` counts
+    iterations (the Julia loop's counter includes f₀, so it runs one fewer)."""
     H, W, W_tilde = (np.array(a, dtype=float) for a in (H, W, W_tilde))
     sigma_x = spectral_norm(X)
     f0 = objective(X, W, H, W_tilde, lam)

@@ -7,7 +7,8 @@ keys and bad values with a ReproError naming the key, derives all its generators
 (``numpy.random.default_rng([seed, ...])``), and returns one row per (setting, method, replicate)
 with the measured quantities as columns. Common columns: ``seed``, ``replicate``, ``method``,
 ``lam``; ``seconds`` is the wall time of that fit. Smoke wall times measured on one core of the
-development machine (OMP_NUM_THREADS=1) are given per experiment.
+development machine (OMP_NUM_THREADS=1, seeds 0-2, pinned to one core) are given per experiment;
+importing numpy/scipy/scikit-learn/pandas adds 1.3-2 s per process.
 
 Methods (``method`` column): ``saa`` = ArchetypalNMF with random init and continuation;
 ``saa_ls`` = the same plus local search; ``saa_nocont`` = no continuation; ``saa_mip`` = MIP
@@ -23,7 +24,7 @@ nmf.tab_synth — §7.6 item 2: weak ``L(H0, Ĥ)`` and strong ``L(Ĥ, H0)`` robu
     rel_recon_err (recon_err/‖X‖_F), objective (at λ; NaN for nmf), nnz, n_iter, seconds.
     smoke (defaults): m=20, n=60, k=4, sigmas=[0.1, 0.5], ell_fracs=[0.5], lams=[0.0, 1.0],
         n_lambdas=3, lambda_max=30, max_iter=100, tol=1e-4, methods=[saa, saa_ls, nmf],
-        ls_size=2, ls_max_iter=2, replicates=1; seeds 0, 1, 2 as three jobs. Measured ≈ 0.5 s.
+        ls_size=2, ls_max_iter=2, replicates=1; seeds 0, 1, 2 as three jobs. Measured 0.5-0.65 s.
     full (§7.4 demo): m=40, n=500, k=20, sigmas=[0.5] (the demo's; a σ grid such as
         [0.1, 0.25, 0.5, 1.0] is [U]), ell_fracs=[0.5] (ℓ = 10n), lams=[0.0, 1.0], n_lambdas=8,
         lambda_max=30, max_iter=150, tol=1e-4, methods=[saa, saa_ls, saa_nocont, nmf],
@@ -36,9 +37,11 @@ nmf.tab_mip — §7.6 item 3: MIP initialisation (outer approximation, HiGHS mas
     (relative gap at stop), mip_best_F (smallest inner value F(Z)), mip_stop.
     smoke: m=20, n=60, k=4 (k·n = 240 binaries), sigma=0.5, ell_frac=0.5, lam=1.0, mip_max_cuts=5,
         mip_time_limit=20 s, mip_gap=0.05, mip_big_m=1.0, mip_master_gap=0.01, n_lambdas=3,
-        lambda_max=30, max_iter=100, tol=1e-4, replicates=1. Measured ≈ 0.6 s.
+        lambda_max=30, max_iter=100, tol=1e-4, replicates=1. Measured 0.3-0.55 s.
     full (demo): m=40, n=500, k=20, sigma=0.5, ell_frac=0.5, lam=1, mip_big_m=1, mip_time_limit=480,
-        mip_max_cuts=10, mip_gap=0.05, n_lambdas=8, max_iter=150.
+        mip_max_cuts=10, mip_gap=0.05, n_lambdas=8, max_iter=150. The k·n = 10 000-binary masters
+        take seconds to minutes each, so the time limit decides how many cuts are made and the
+        rows then depend on the machine's speed (at smoke the loop ends by its cut count).
 
 nmf.fig_ls — §7.6 item 3: objective after continuation against after each local-search round, and
     the support changes. Rows: stage ("continuation" with round 0, then "local_search" with
@@ -46,7 +49,7 @@ nmf.fig_ls — §7.6 item 3: objective after continuation against after each loc
     seconds (cumulative from the start of the fit).
     smoke: m=20, n=60, k=4, sigma=0.5, ell_frac=0.5, lam=1.0, init="random", n_lambdas=3,
         lambda_max=30, max_iter=100, tol=1e-4, ls_size=2, ls_max_iter=2, replicates=1.
-        Measured ≈ 0.3 s.
+        Measured 0.15-0.25 s.
     full (demo): m=40, n=500, k=20, init="mip" (demo settings as tab_mip), n_lambdas=8,
         max_iter=150, ls_size=2, ls_max_iter=4.
 
@@ -65,7 +68,7 @@ nmf.digits — §7.6 item 4 with the bundled substitute (§9.2): archetypes of s
     Methods: saa (λ = lam), sparse_nmf (λ = 0, same budget), nmf.
     smoke: n_images=300 (random subset), k=10, ell_frac=0.3, lam=1.0, n_lambdas=3, lambda_max=30,
         max_iter=100, tol=1e-4, local_search=False, methods=[saa, sparse_nmf, nmf].
-        Measured ≈ 0.8 s.
+        Measured 0.4-0.45 s.
     full: n_images=1797 (all), k=10, ell_frac=0.3, lam=1.0, n_lambdas=8, max_iter=150,
         local_search=True (ls_size=2, ls_max_iter=4).
 
@@ -77,7 +80,7 @@ nmf.robustness_toy — §7.6 item 1: a 2-D toy for the strong/weak robustness fi
     "archetype" (method "saa", lam, index, x, y), "metric" (lam, metric in weak_L, strong_L,
     recon_err, value). Unused cells are NaN/""/−1.
     smoke = full (the toy is small): m=60, sigma=0.03, ell=5, lams=[0.0, 1.0, 10.0], n_lambdas=3,
-        lambda_max=30, max_iter=300, tol=1e-6. Measured ≈ 0.2 s.
+        lambda_max=30, max_iter=300, tol=1e-6. Measured 0.55-0.75 s.
 """
 from __future__ import annotations
 

@@ -130,10 +130,11 @@ class MIPResult:
     values: list[float] = field(default_factory=list)  # F at each evaluated support
     n_cuts: int = 0
     seconds: float = 0.0
-    stop: str = ""  # "gap", "max_cuts", "time_limit" or "master_failed"
+    stop: str = ""  # "gap", "max_cuts", "time_limit" or "master_failed" (HiGHS gave no point, not for time)
 
     @property
     def gap(self) -> float:
+        """The last relative gap (inf when no master solve gave a bound)."""
         return self.gaps[-1] if self.gaps else math.inf
 
 
@@ -174,12 +175,13 @@ def mip_init(X, k: int, ell: int, big_m: float = 1.0, time_limit: float = 480.0,
             break
         master = solve_master(cuts, (k, n), ell, time_limit=remaining, backend=backend, mip_rel_gap=master_gap)
         c_min = best[0]
-        out.gaps.append(0.0 if c_min <= 0 else max(0.0, (c_min - master.bound) / c_min))
-        if out.gaps[-1] <= min_gap:
-            out.stop = "gap"
-            break
-        if master.Z is None:
-            out.stop = "master_failed"
+        if math.isfinite(master.bound):
+            out.gaps.append(0.0 if c_min <= 0 else max(0.0, (c_min - master.bound) / c_min))
+            if out.gaps[-1] <= min_gap:
+                out.stop = "gap"
+                break
+        if master.Z is None:  # HiGHS found no support within the time left (or failed)
+            out.stop = "time_limit" if master.status == 1 else "master_failed"
             break
         if time.perf_counter() - t0 > time_limit:
             out.stop = "time_limit"
