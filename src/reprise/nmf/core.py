@@ -13,6 +13,7 @@ RNG (callers pass generators); no I/O.
 """
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import numpy as np
 
 from reprise.io import ReproError
 from reprise.sparsity import hard_threshold, project_simplex
+
+log = logging.getLogger("reprise.nmf")
 
 # --------------------------------------------------------------------------- validation
 
@@ -278,5 +281,7 @@ def continuation(X, H, W, W_tilde, lambdas, ell: int, max_iter: int = 150, tol: 
     for lam in lambdas:
         res = block_prox(X, H, W, W_tilde, lam, ell, max_iter, tol)
         stages.append(res)
+        log.info("continuation stage %d/%d: λ = %.4g, %d iterations, objective %.6g -> %.6g", len(stages),
+                 len(lambdas), lam, res.n_iter, res.trace[0], res.trace[-1])
         H, W, W_tilde = res.H, res.W, res.W_tilde
     return PathResult(H, W, W_tilde, lambdas, stages)

@@ -68,7 +68,8 @@ class ArchetypalNMF(TransformerMixin, BaseEstimator):
 
     def __init__(self, n_components=2, l0_budget=None, lam=1.0, init="random", local_search=False, continuation=True,
                  max_iter=150, tol=1e-4, n_lambdas=8, lambda_max=30.0, ls_size=2, ls_max_iter=4, mip_big_m=None,
-                 mip_time_limit=480.0, mip_max_cuts=10, mip_gap=0.05, mip_master_gap=1e-2, mip_backend="highs", random_state=None):
+                 mip_time_limit=480.0, mip_max_cuts=10, mip_gap=0.05, mip_master_gap=1e-2, mip_backend="highs",
+                 random_state=None):
         self.n_components = n_components
         self.l0_budget = l0_budget
         self.lam = lam
@@ -119,7 +120,8 @@ class ArchetypalNMF(TransformerMixin, BaseEstimator):
                 raise NMFInputError(f"mip_gap={self.mip_gap!r} must be a relative gap ≥ 0 (the demo uses 0.05)")
             if isinstance(self.mip_master_gap, bool) or not isinstance(self.mip_master_gap, numbers.Real) \
                     or not self.mip_master_gap >= 0:
-                raise NMFInputError(f"mip_master_gap={self.mip_master_gap!r} must be a relative gap ≥ 0 (default 0.01)")
+                raise NMFInputError(f"mip_master_gap={self.mip_master_gap!r} must be a relative gap ≥ 0 "
+                                    f"(default 0.01)")
         grid = lambda_grid(lam, self.lambda_max, self.n_lambdas) if self.continuation else [lam]
         return X, k, ell, lam, grid
 

@@ -390,7 +390,7 @@ TOY_ARCHETYPES = [[0.0, 1.0], [1.0, 0.7], [0.6, 0.1]]
 @experiment("nmf.robustness_toy")
 def robustness_toy(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """The 2-D toy of strong/weak robustness: data, hull and archetypes as points (module docstring)."""
-    from scipy.spatial import ConvexHull
+    from scipy.spatial import ConvexHull, QhullError
 
     def points(key, v):
         arr = np.asarray(v, dtype=float) if not isinstance(v, (str, bytes)) else None
@@ -417,8 +417,12 @@ def robustness_toy(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     blank = {"seed": seed, "method": "", "lam": math.nan, "index": -1, "x": math.nan, "y": math.nan, "metric": "",
              "value": math.nan}
     rows = [{**blank, "kind": "data", "index": i, "x": x, "y": y} for i, (x, y) in enumerate(X)]
-    rows += [{**blank, "kind": "hull", "index": pos, "x": X[v, 0], "y": X[v, 1]}
-             for pos, v in enumerate(ConvexHull(X).vertices)]
+    try:
+        hull = ConvexHull(X).vertices
+    except QhullError:
+        raise ReproError("nmf.robustness_toy: the data points are (nearly) collinear, so they have no 2-D hull; "
+                         "use params['archetypes'] that span a triangle or a larger params['sigma']") from None
+    rows += [{**blank, "kind": "hull", "index": pos, "x": X[v, 0], "y": X[v, 1]} for pos, v in enumerate(hull)]
     rows += [{**blank, "kind": "true_archetype", "index": i, "x": x, "y": y} for i, (x, y) in enumerate(H0)]
     for li, lam in enumerate(p["lams"]):
         est = _saa("saa", k, p["ell"], lam, p, _child_seed(seed, 1, li)).fit(X)

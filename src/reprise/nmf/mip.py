@@ -22,6 +22,7 @@ onto the hull of the archetypes.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ import numpy as np
 
 from reprise.nmf.core import NMFInputError, hull_weights, spectral_norm
 from reprise.sparsity import mip_backend, project_simplex
+
+log = logging.getLogger("reprise.nmf")
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,8 @@ def mip_init(X, k: int, ell: int, big_m: float = 1.0, time_limit: float = 480.0,
             break
         master = solve_master(cuts, (k, n), ell, time_limit=remaining, backend=backend, mip_rel_gap=master_gap)
         c_min = best[0]
+        log.info("MIP cut %d: F = %.6g, best %.6g, master bound %.6g (HiGHS status %d), %.1f s", len(cuts),
+                 cut.value, best[0], master.bound, master.status, time.perf_counter() - t0)
         if math.isfinite(master.bound):
             out.gaps.append(0.0 if c_min <= 0 else max(0.0, (c_min - master.bound) / c_min))
             if out.gaps[-1] <= min_gap:
