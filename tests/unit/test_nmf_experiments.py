@@ -77,3 +77,10 @@ def test_bad_params_name_the_key(name, params, match):
         run_experiment(name, params, 0)
     with pytest.raises(ReproError, match="seed"):
         run_experiment(name, {}, -1)
+
+
+def test_experiments_leave_the_global_rng_alone():
+    state = np.random.get_state()[1].copy()
+    run_experiment("nmf.fig_ls", {"max_iter": 10, "ls_max_iter": 1}, 3)
+    run_experiment("nmf.tab_synth", {"sigmas": [0.1], "max_iter": 10, "methods": ["saa", "nmf"]}, 3)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)
