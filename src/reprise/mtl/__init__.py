@@ -11,8 +11,8 @@
   ``mtl.tab3``, ``mtl.real_substitute``.
 """
 from reprise.mtl._core import max_zbar_penalty, multitask_rmse, objective
-from reprise.mtl.data import (MultiTaskData, fetch_breast_cancer, fetch_fscv, fscv_like, simulate_demo, simulate_fig1,
-                              simulate_multitask)
+from reprise.mtl.data import (MultiTaskData, fetch_breast_cancer, fetch_fscv, fscv_like, simulate_demo,
+                              simulate_fig1, simulate_multitask)
 from reprise.mtl.estimator import SparseMultiTask, SparseMultiTaskCV
 
 __all__ = ["SparseMultiTask", "SparseMultiTaskCV", "objective", "multitask_rmse", "max_zbar_penalty",

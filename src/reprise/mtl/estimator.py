@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -204,6 +203,9 @@ def _expand_grid(param_grid) -> list[dict]:
                 raise ReproError(f"param_grid key {key!r} cannot be tuned; use {', '.join(TUNABLE)}")
             if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
                 raise ReproError(f"param_grid[{key!r}] must be a list of values, got {values!r}")
+            if len(values) == 0:
+                raise ReproError(f"param_grid is empty: param_grid[{key!r}] has no values; give at least one, "
+                                 f"e.g. {{{key!r}: [...]}}")
     points = [pt for pt in ParameterGrid(grids) if pt] if grids else []
     if not points:
         raise ReproError("param_grid is empty (no values to try); give at least one value per key, "
