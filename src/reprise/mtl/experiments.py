@@ -33,7 +33,8 @@ shared-support check is made there.
   grids 3 (×3).
   full (§6.5, ``sparseParam_test``): K=5, p=250, n ∈ {50, 100}, r=20, r_p=0.5, s ∈ {7, 10, 13},
   q ∈ {0, 10, 12, 14, 16, 18, 20, 30, 40}, betaVar=50, τ=1, 100 replicates, 10-fold CV, the
-  scripts' 100-value ridge grid (e^{0…6} ∪ e^{-(0…25)}).
+  scripts' 100-value ridge grid (e^{0…6} ∪ e^{-(0…25)}), the package's 10-value β̄ grid, 17 λ_z
+  values (0 and 1e-4…1, relative).
 
 ``mtl.tab3`` — exact solvers vs the approximate one (Table 3): enumeration, outer approximation
 (SCIP) and IHT at the same (s, λ₁, λ_z) on the unscaled problem (as the demo's OA); rows
@@ -78,6 +79,8 @@ METHODS = ("l0_independent", "l0_common", "bbar_mtl", "zbar_mtl")
 _RIDGE_FULL = sorted(set(np.round(np.concatenate([np.exp(np.linspace(0, 6, 50)),
                                                    np.exp(-np.linspace(0, 25, 50))]), 14).tolist()))
 _LZ_FULL = [0.0] + np.geomspace(1e-4, 1.0, 16).tolist()
+#: the package's β̄ grid (``grid.gen``): 0, 1e-3, 1e-2, 1e-1 and six values e^2 … e^6
+_BBAR_FULL = [0.0, 1e-3, 1e-2, 1e-1] + np.exp(np.linspace(2, 6, 6)).tolist()
 
 SMOKE_PARAMS: dict[str, dict[str, Any]] = {
     "fig1": dict(K=3, p=30, n=40, n_test=40, s=4, common_size=2, q=0, r_card=2, rho=0.5, sigma2=1.0,
@@ -102,12 +105,12 @@ FULL_PARAMS: dict[str, dict[str, Any]] = {
                  lambda_z_grid=_LZ_FULL),
     "sim_q": dict(SMOKE_PARAMS["sim_q"], K=5, p=250, n_values=[50, 100], r=20, r_p=0.5, s_values=[7, 10, 13],
                   q_values=[0, 10, 12, 14, 16, 18, 20, 30, 40], replicates=100, n_folds=10,
-                  lambda1_grid=_RIDGE_FULL, lambda2_grid=_RIDGE_FULL, lambda_z_grid=_LZ_FULL),
+                  lambda1_grid=_RIDGE_FULL, lambda2_grid=_BBAR_FULL, lambda_z_grid=_LZ_FULL),
     "tab3": dict(SMOKE_PARAMS["tab3"], K=5, p=200, n=500, n_test=500, s=5, s_true=5, q=1, rho=0.4, snr_db=40.0,
                  lambda1=1e-6, lambda_z=0.05, replicates=1, big_m=1.0, tune=True, s_grid=[4, 5, 6],
                  lambda_z_grid=[0.01, 0.025, 0.05, 0.1, 0.25, 0.5], n_folds=5),
     "real_substitute": dict(SMOKE_PARAMS["real_substitute"], p=100, n_values=[100, 250, 1000], n_test=1000, s=25,
-                            replicates=100, n_folds=5, lambda1_grid=_RIDGE_FULL, lambda2_grid=_RIDGE_FULL,
+                            replicates=100, n_folds=5, lambda1_grid=_RIDGE_FULL, lambda2_grid=_BBAR_FULL,
                             lambda_z_grid=_LZ_FULL),
 }
 
