@@ -106,7 +106,7 @@ def test_job_files_and_table_over_seeds(m, tmp_path):
         table = list(csv.DictReader(fh))
     assert len(table) == 6 and {r["scale"] for r in table} == {"smoke"}
     first = next(r for r in table if r["method"] == "gd" and r["step"] == "0")
-    assert int(first["n"]) == 4  # 2 replicates x 2 seeds
+    assert int(first["n_rows"]) == 4  # 2 replicates x 2 seeds
     assert float(first["loss"]) == pytest.approx(rows.query("method == 'gd' and step == 0")["loss"].mean())
     md = (tmp_path / "tab.md").read_text()
     assert "±" in md and "smoke" in md.lower() and "steps=3" in md

@@ -45,7 +45,8 @@ rule experiment_run:
 
 def experiment_inputs(paper, experiment):
     manifest = MANIFESTS[paper]
-    return [str(experiment_file("runs", paper, experiment, s)) for s in experiment_seeds(manifest, experiment, config)]
+    job = manifest.experiments[experiment].job  # rows_from: another experiment's rows
+    return [str(experiment_file("runs", paper, job, s)) for s in experiment_seeds(manifest, experiment, config)]
 
 
 def experiment_targets(paper):

@@ -20,6 +20,7 @@ from reprise.papers.plan import is_smoke, paper_seeds, scale_name
 from reprise.papers.tables import SMOKE_LABEL, write_md_tex
 
 SEED = "seed"
+COUNT = "n_rows"  # a table cell's number of averaged rows (replicates x seeds)
 
 
 def experiment_params(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> dict[str, Any]:
@@ -34,13 +35,13 @@ def experiment_params(manifest: Manifest, experiment: str, scale_cfg: Mapping) -
 
 
 def experiment_seeds(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> list[int]:
-    spec = manifest.experiments[experiment]
+    spec = manifest.experiments[manifest.experiments[experiment].job]
     return list(spec.seeds) if spec.seeds is not None else paper_seeds(manifest, scale_cfg)
 
 
 def experiment_jobs(manifest: Manifest, scale_cfg: Mapping) -> list[tuple[str, str, int]]:
     """(experiment, kind, seed) of every experiment job of the paper at this scale."""
-    return [(eid, spec.kind, s) for eid, spec in manifest.experiments.items()
+    return [(eid, spec.kind, s) for eid, spec in manifest.experiments.items() if not spec.rows_from
             for s in experiment_seeds(manifest, eid, scale_cfg)]
 
 
@@ -81,11 +82,24 @@ def _need(frame, cols: Iterable[str], what: str) -> None:
                          f"({', '.join(map(str, frame.columns))}); fix the manifest or the experiment")
 
 
+def selected_rows(manifest: Manifest, experiment: str, rows):
+    """The rows an experiment's view shows: its ``where`` filter, then (``final``) only the rows at
+    the largest value of that column."""
+    spec = manifest.experiments[experiment]
+    rows = _filtered(rows, spec.where, f"experiments.{experiment}.where")
+    if spec.final:
+        _need(rows, [spec.final], f"experiments.{experiment}.final")
+        rows = rows[rows[spec.final] == rows[spec.final].max()]
+    if rows.empty:
+        raise ReproError(f"experiments.{experiment}: no rows left after where/final; check their values")
+    return rows
+
+
 def experiment_caption(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> str:
     spec = manifest.experiments[experiment]
     seeds = experiment_seeds(manifest, experiment, scale_cfg)
     params = experiment_params(manifest, experiment, scale_cfg)
-    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "its defaults"
     parts = [spec.caption.rstrip(". ") + ".",
              f"Regenerated at scale '{scale_name(scale_cfg)}' with seed{'s' if len(seeds) > 1 else ''} "
              f"{', '.join(map(str, seeds))} ({spec.kind}: {shown})."]
@@ -101,12 +115,14 @@ def summary_frame(manifest: Manifest, experiment: str, rows):
     """(index columns, value columns, grouped frame with ``<v>``, ``<v>_std``, ``n``) of a table view."""
     spec = manifest.experiments[experiment]
     _need(rows, [*spec.index, *spec.values], f"experiments.{experiment}")
+    if COUNT in (*spec.index, *spec.values):
+        raise ReproError(f"experiments.{experiment}: {COUNT!r} is the table's count column; rename that column")
     index = list(spec.index)
     agg = {}
     for v in spec.values:
         agg[v] = (v, "mean")
         agg[f"{v}_std"] = (v, "std")
-    agg["n"] = (spec.values[0], "count")
+    agg[COUNT] = (spec.values[0], "count")
     grouped = rows.groupby(index, sort=False, dropna=False).agg(**agg).reset_index() if index else \
         rows.agg({v: ["mean", "std", "count"] for v in spec.values})
     if not index:  # one row: flatten pandas' stat x column layout
@@ -114,7 +130,7 @@ def summary_frame(manifest: Manifest, experiment: str, rows):
 
         flat = {v: grouped.loc["mean", v] for v in spec.values}
         flat.update({f"{v}_std": grouped.loc["std", v] for v in spec.values})
-        flat["n"] = int(grouped.loc["count", spec.values[0]])
+        flat[COUNT] = int(grouped.loc["count", spec.values[0]])
         grouped = pd.DataFrame([flat])
     return index, list(spec.values), grouped
 
@@ -132,22 +148,23 @@ def render_experiment(manifest: Manifest, experiment: str, scale_cfg: Mapping, r
     spec = manifest.experiments[experiment]
     out_prefix = Path(out_prefix)
     cap = experiment_caption(manifest, experiment, scale_cfg)
+    rows = selected_rows(manifest, experiment, rows)
     if spec.is_figure:
         return _render_figure(manifest, experiment, scale_cfg, rows, out_prefix, cap)
     index, values, frame = summary_frame(manifest, experiment, rows)
-    with_std = bool((frame["n"] > 1).any())
+    with_std = bool((frame[COUNT] > 1).any())
     paths = [out_prefix.with_name(out_prefix.name + ext) for ext in (".csv", ".md", ".tex")]
     frame.insert(0, "scale", scale_name(scale_cfg))  # a smoke row read from the CSV alone stays labelled
     with atomic_path(paths[0], suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False)
-    head = index + values + ["n"]
+    head = index + values + [COUNT]
     body = []
     for _, r in frame.iterrows():
         cells = [_fmt(r[c]) for c in index]
         for v in values:
             mean, std = r[v], r[f"{v}_std"]
             cells.append(_fmt(mean) + (f" ± {_fmt(std)}" if with_std and isinstance(std, float) and not math.isnan(std) else ""))
-        body.append(cells + [str(int(r["n"]))])
+        body.append(cells + [str(int(r[COUNT]))])
     notes = [n.text for n in spec.notes if n.applies(scale_name(scale_cfg))]
     write_md_tex(paths[1], paths[2], manifest.paper, experiment, cap, head, body, notes, text_columns=len(index))
     return paths
@@ -178,9 +195,30 @@ def _render_figure(manifest: Manifest, experiment: str, scale_cfg: Mapping, rows
             grid[part.index.to_numpy(dtype=int)] = part.to_numpy()
             ax.imshow(grid.reshape(h, w), cmap="gray_r")
             ax.set_title(str(img), fontsize=7)
+    elif spec.view == "heatmap":
+        row, col, value, facet = plot["row"], plot["col"], plot["value"], plot.get("facet")
+        row_cols = row if isinstance(row, list) else [row]
+        _need(rows, [*row_cols, col, value, facet], f"experiments.{experiment}.plot")
+        rows = rows.assign(_row=[" / ".join(map(str, v)) for v in rows[row_cols].itertuples(index=False)])
+        facets = list(dict.fromkeys(rows[facet])) if facet else [None]
+        fig, axes = plt.subplots(len(facets), 1, figsize=(8, 0.3 * rows["_row"].nunique() * len(facets) + 1.2),
+                                 squeeze=False)
+        for ax, fv in zip(axes[:, 0], facets):
+            part = rows if fv is None else rows[rows[facet] == fv]
+            grid = part.pivot_table(index="_row", columns=col, values=value, aggfunc="mean", sort=False)
+            ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="Greys", vmin=0)
+            ax.set_yticks(range(len(grid.index)), grid.index, fontsize=7)
+            ax.set_xlabel(plot.get("xlabel", col))
+            if fv is not None:
+                ax.set_title(f"{facet} = {fv}", fontsize=9)
     else:
         x, y = plot["x"], plot["y"]
         series, facet = plot.get("series"), plot.get("facet")
+        if isinstance(series, list):  # several columns: one line per combination, labelled a/b/c
+            _need(rows, series, f"experiments.{experiment}.plot")
+            rows = rows.assign(_series=[" / ".join(str(v) for v in vals if v == v and v != "")  # NaN != NaN
+                                        for vals in rows[series].itertuples(index=False)])
+            series = "_series"
         _need(rows, [x, y, series, facet], f"experiments.{experiment}.plot")
         facets = list(dict.fromkeys(rows[facet])) if facet else [None]
         fig, axes = plt.subplots(1, len(facets), figsize=(4.2 * len(facets), 3.4), squeeze=False)
@@ -235,7 +273,7 @@ def check_results(manifest: Manifest, scale_cfg: Mapping, runs_dir: str | Path) 
     scale = scale_name(scale_cfg)
     out = []
     for c in manifest.checks:
-        files = [experiment_file(runs_dir, manifest.paper, c.experiment, s)
+        files = [experiment_file(runs_dir, manifest.paper, manifest.experiments[c.experiment].job, s)
                  for s in experiment_seeds(manifest, c.experiment, scale_cfg)]
         files = [f for f in files if f.is_file()]
         if not files:

@@ -115,7 +115,7 @@ class VisionStudy:
     notes: tuple[Note, ...] = ()
 
 
-EXPERIMENT_VIEWS = ("table", "line", "scatter", "image_grid")
+EXPERIMENT_VIEWS = ("table", "line", "scatter", "image_grid", "heatmap")
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class Experiment:
     kind: str
     caption: str
     params: Mapping[str, Mapping[str, Any]]  # scale -> the function's params
-    view: str = "table"  # table | line | scatter | image_grid
+    view: str = "table"  # table | line | scatter | image_grid | heatmap
     index: tuple[str, ...] = ()  # table: the grouping columns
     values: tuple[str, ...] = ()  # table: the averaged columns
     plot: Mapping[str, Any] = field(default_factory=dict)  # figures: x, y, series, facet, logx, logy, ...
@@ -136,10 +136,18 @@ class Experiment:
     mem_mb: Mapping[str, int] = field(default_factory=dict)
     seeds: tuple[int, ...] | None = None  # None: the paper's seeds at the scale
     notes: tuple[Note, ...] = ()
+    rows_from: str | None = None  # another experiment whose rows this one renders (no job of its own)
+    where: Mapping[str, Any] = field(default_factory=dict)  # row filter: column -> value or list of values
+    final: str | None = None  # keep only the rows at this column's largest value (e.g. the last iteration)
 
     @property
     def is_figure(self) -> bool:
         return self.view != "table"
+
+    @property
+    def job(self) -> str:
+        """The experiment whose jobs produce the rows."""
+        return self.rows_from or self.id
 
 
 @dataclass(frozen=True)
@@ -499,18 +507,32 @@ def _experiments(path: Path, m: dict, taken: set[str]) -> dict[str, Experiment]:
         if view == "table" and not e.get("values"):
             raise _fail(path, f"{where}.values", "a table view needs the columns to average", "list them under values")
         if view != "table":
-            need = {"line": ("x", "y"), "scatter": ("x", "y"), "image_grid": ("image", "pixel", "value", "shape")}[view]
+            need = {"line": ("x", "y"), "scatter": ("x", "y"), "image_grid": ("image", "pixel", "value", "shape"),
+                    "heatmap": ("row", "col", "value")}[view]
             missing = [k for k in need if k not in (e.get("plot") or {})]
             if missing:
                 raise _fail(path, f"{where}.plot", f"view {view} needs {', '.join(missing)}", "add them under plot")
+        if "params" not in e and not e.get("rows_from"):
+            raise _fail(path, f"{where}.params", "an experiment with a job of its own needs params per scale",
+                        "add params: {smoke: {...}, full: {...}}")
+        raw_params = e.get("params") or (m.get("experiments") or {}).get(e.get("rows_from"), {}).get("params") or {}
         out[eid] = Experiment(
             id=eid, kind=e["kind"], caption=e["caption"],
-            params=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in e["params"].items()}), view=view,
+            params=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in raw_params.items()}), view=view,
             index=tuple(e.get("index", ())), values=tuple(e.get("values", ())),
             plot=MappingProxyType(dict(e.get("plot") or {})),
             runtime_min=MappingProxyType(dict(e.get("runtime_min") or {})),
             mem_mb=MappingProxyType(dict(e.get("mem_mb") or {})),
-            seeds=tuple(e["seeds"]) if "seeds" in e else None, notes=_notes(e.get("notes")))
+            seeds=tuple(e["seeds"]) if "seeds" in e else None, notes=_notes(e.get("notes")),
+            rows_from=e.get("rows_from"), where=MappingProxyType(dict(e.get("where") or {})), final=e.get("final"))
+    for eid, spec in out.items():
+        src = out.get(spec.rows_from) if spec.rows_from else spec
+        if src is None or src.rows_from:
+            raise _fail(path, f"experiments.{eid}.rows_from", f"{spec.rows_from!r} is not an experiment with its own job",
+                        f"use one of {sorted(k for k, v in out.items() if not v.rows_from)}")
+        if spec.rows_from and (spec.kind != src.kind or dict(spec.params) != dict(src.params)):
+            raise _fail(path, f"experiments.{eid}", f"renders {spec.rows_from}'s rows, so kind and params must match it",
+                        f"copy kind and params from experiments.{spec.rows_from}")
     return out
 
 
