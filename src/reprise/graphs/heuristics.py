@@ -86,7 +86,8 @@ def _run_cdpsi(prob, Theta, Rt, pairs, mask, rel_tol, cd_max_itr, swap_max_itr, 
     obj, sweeps = _run_cd(prob, Theta, Rt, pairs, rel_tol, cd_max_itr, trace)
     swaps = 0
     for _ in range(swap_max_itr):
-        done = K.psi_pass(prob.Yt, Rt, Theta, prob.S_diag, mask, prob.lambda0, prob.lambda2, prob.M, 1e-12)
+        done = K.psi_pass(prob.Yt, Rt, Theta, prob.S_diag, prob.S, mask, prob.lambda0, prob.lambda2, prob.M,
+                          1e-12)
         K.diagonal_update(prob.Yt, Rt, Theta, prob.S_diag)
         obj = prob.objective(Theta)
         trace.append(obj)

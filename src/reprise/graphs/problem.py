@@ -81,6 +81,13 @@ class GraphProblem:
         return self.Yt.shape[0]
 
     @property
+    def S(self) -> np.ndarray:
+        """The Gram ``FᵀF`` (p × p, computed once)."""
+        if getattr(self, "_S", None) is None:
+            self._S = np.ascontiguousarray(self.Yt @ self.Yt.T)
+        return self._S
+
+    @property
     def ratio(self) -> float:
         return ratio_threshold(self.lambda0, self.lambda2, self.M)[0]
 
