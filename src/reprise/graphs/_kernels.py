@@ -341,3 +341,81 @@ def psi_pass(Yt, Rt, Theta, S_diag, S, allowed, lam0, lam2, M, tol):
                 gR[zs[r]] += tj * S[zs[r], j]
             gY[j] += tj * S_diag[i]
     return swaps
+
+
+# --------------------------------------------------------------------------- node relaxation bookkeeping
+
+@njit(**_JIT)
+def _h_conj(s, lam2, M):
+    """``h(s) = sup_{|φ| ≤ M} sφ − λ2φ²`` (see relaxation.py)."""
+    if lam2 > 0:
+        if s <= 2.0 * lam2 * M:
+            return s * s / (4.0 * lam2)
+        return M * s - lam2 * M * M
+    if math.isinf(M):
+        return np.inf if s > 0 else 0.0
+    return M * s
+
+
+@njit(**_JIT)
+def relax_check(Yt, Rt, Theta, kinds, active, lam0, lam2, M, ratio, threshold, viol):
+    """One pass over every pair of a node's relaxation at ``Theta``: marks in ``viol`` the free
+    pairs outside ``active`` whose gradient at zero exceeds the slope of ψ (KKT violators) and
+    returns ``(n_violators, primal, dual)`` — the relaxation objective and the dual bound ``D(ν)``
+    at ``ν_i = 2R_i/θ_ii`` (relaxation.py derives it)."""
+    p = Theta.shape[0]
+    G = Yt @ Rt.T                       # G[j, i] = F_jᵀ R_i
+    primal = 0.0
+    dual = 0.0
+    ok = True
+    for i in range(p):
+        t = Theta[i, i]
+        r2 = _dot(Rt[i], Rt[i])
+        primal += -math.log(t) + r2 / t
+        c = 2.0 * G[i, i] / t - r2 / (t * t)
+        if c > 0:
+            dual += 1.0 + math.log(c)
+        else:
+            ok = False
+    nv = 0
+    for i in range(p):
+        for j in range(i + 1, p):
+            kind = kinds[i, j]
+            th = Theta[i, j]
+            if kind == 3:
+                continue
+            primal += pair_penalty(th, kind, lam0, lam2, M, ratio)
+            w = abs(2.0 * G[j, i] / Theta[i, i] + 2.0 * G[i, j] / Theta[j, j])
+            conj = _h_conj(w, lam2, M) - lam0
+            if kind == 1:
+                if conj > 0:
+                    dual -= conj
+                if not active[i, j]:
+                    # gradient at zero of the pair (θ_ij = 0 outside the active set)
+                    if w > threshold * (1.0 + 1e-9) + 1e-12:
+                        viol[i, j] = True
+                        viol[j, i] = True
+                        nv += 1
+            else:
+                dual -= conj
+    if not ok:
+        dual = -np.inf
+    return nv, primal, dual
+
+
+@njit(**_JIT)
+def l0l2_objective(Rt, Theta, lam0, lam2, M):
+    """The estimator's objective (spec §2.2) from the residuals: ``+inf`` outside the domain."""
+    p = Theta.shape[0]
+    val = 0.0
+    for i in range(p):
+        if not Theta[i, i] > 0:
+            return np.inf
+        val += -math.log(Theta[i, i]) + _dot(Rt[i], Rt[i]) / Theta[i, i]
+        for j in range(i + 1, p):
+            th = Theta[i, j]
+            if th != 0.0:
+                if abs(th) > M * (1.0 + 1e-12):
+                    return np.inf
+                val += lam0 + lam2 * th * th
+    return val

@@ -89,7 +89,7 @@ def _run_cdpsi(prob, Theta, Rt, pairs, mask, rel_tol, cd_max_itr, swap_max_itr, 
         done = K.psi_pass(prob.Yt, Rt, Theta, prob.S_diag, prob.S, mask, prob.lambda0, prob.lambda2, prob.M,
                           1e-12)
         K.diagonal_update(prob.Yt, Rt, Theta, prob.S_diag)
-        obj = prob.objective(Theta)
+        obj = prob.objective(Theta, Rt)
         trace.append(obj)
         swaps += done
         if done == 0:
@@ -142,7 +142,7 @@ def solve_heuristic(prob: GraphProblem, solver: str = "cdpsi", warm_start: np.nd
     t0 = time.perf_counter()
     mask = _allowed_mask(prob.p, allowed)
     Theta, Rt = _start(prob, warm_start, mask)
-    trace: list[float] = [prob.objective(Theta)]
+    trace: list[float] = [prob.objective(Theta, Rt)]
     swaps = rounds = sweeps = 0
     if solver in ("cd", "cdpsi"):
         pairs = mask_to_pairs(mask)
@@ -158,7 +158,7 @@ def solve_heuristic(prob: GraphProblem, solver: str = "cdpsi", warm_start: np.nd
                                                 np.zeros(pairs.shape[0], dtype=np.int64), prob.lambda0,
                                                 prob.lambda2, prob.M, prob.ratio, 3, cd_max_itr)
             active = (Theta != 0) & mask
-            trace.append(prob.objective(Theta))
+            trace.append(prob.objective(Theta, Rt))
         while True:
             pairs = mask_to_pairs(active)
             if solver == "ascd":
@@ -172,6 +172,6 @@ def solve_heuristic(prob: GraphProblem, solver: str = "cdpsi", warm_start: np.nd
             if not new.any() or rounds >= kkt_max_itr:
                 break
             active = active | new
-    obj = prob.objective(Theta)
+    obj = prob.objective(Theta, Rt)
     return HeuristicResult(Theta=Theta, objective=obj, trace=trace, sweeps=sweeps, swaps=swaps,
                            kkt_rounds=rounds, seconds=time.perf_counter() - t0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -145,22 +146,25 @@ class GraphProblem:
     def smooth(self, Theta: np.ndarray) -> float:
         return float(K.smooth_part(self.residuals(Theta), Theta))
 
-    def objective(self, Theta: np.ndarray) -> float:
+    def objective(self, Theta: np.ndarray, Rt: np.ndarray | None = None) -> float:
         """The ℓ0-ℓ2 objective of spec §2.2 (``+inf`` when a diagonal entry is ≤ 0 or an
-        off-diagonal one exceeds ``M``)."""
-        return objective_from_factor(Theta, self.Yt, self.lambda0, self.lambda2, self.M)
+        off-diagonal one exceeds ``M``); ``Rt`` saves recomputing the residuals."""
+        if Rt is None:
+            return objective_from_factor(Theta, self.Yt, self.lambda0, self.lambda2, self.M)
+        return float(K.l0l2_objective(Rt, Theta, self.lambda0, self.lambda2, self.M))
 
 
-def objective_from_factor(Theta, Yt, lambda0, lambda2, M=np.inf) -> float:
+def objective_from_factor(Theta, Yt, lambda0, lambda2, M=np.inf, Rt=None) -> float:
+    """The objective on the factor ``Yt``; ``Rt`` (= Θ Yt) when the caller already has it."""
     Theta = np.asarray(Theta, dtype=float)
     d = np.diag(Theta)
     if np.any(d <= 0):
         return math.inf
-    iu = np.triu_indices(Theta.shape[0], 1)
+    iu = triu(Theta.shape[0])
     off = Theta[iu]
     if np.any(np.abs(off) > M * (1 + 1e-12)):
         return math.inf
-    R = Theta @ Yt  # row i = F θ_i
+    R = Theta @ Yt if Rt is None else Rt  # row i = F θ_i
     smooth = float(np.sum(-np.log(d) + np.einsum("ij,ij->i", R, R) / d))
     return smooth + lambda0 * float(np.count_nonzero(off)) + lambda2 * float(off @ off)
 
@@ -201,13 +205,28 @@ def pseudo_likelihood(theta, X, location=None) -> float:
     return float(np.sum(np.log(d) - np.einsum("ij,ij->j", R, R) / d))
 
 
+@lru_cache(maxsize=16)
+def triu(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(p, 1)``, computed once per p (read-only)."""
+    i, j = np.triu_indices(p, 1)
+    i.flags.writeable = False
+    j.flags.writeable = False
+    return i, j
+
+
+@lru_cache(maxsize=16)
+def _pairs(p: int) -> np.ndarray:
+    out = np.ascontiguousarray(np.stack(triu(p), axis=1).astype(np.int64))
+    out.flags.writeable = False
+    return out
+
+
 def all_pairs(p: int) -> np.ndarray:
     """Every ``(i, j)``, ``i < j``, in row-major order (the reference code's sorted active set)."""
-    i, j = np.triu_indices(p, 1)
-    return np.ascontiguousarray(np.stack([i, j], axis=1).astype(np.int64))
+    return _pairs(p).copy()
 
 
 def mask_to_pairs(mask: np.ndarray) -> np.ndarray:
     """The pairs ``i < j`` where the symmetric boolean ``mask`` is set, row-major."""
-    i, j = np.nonzero(np.triu(mask, 1))
-    return np.ascontiguousarray(np.stack([i, j], axis=1).astype(np.int64))
+    i, j = triu(mask.shape[0])
+    return np.ascontiguousarray(_pairs(mask.shape[0])[mask[i, j]])

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _kernels as K
 from .heuristics import initial_active_mask
-from .problem import GraphProblem, mask_to_pairs
+from .problem import GraphProblem, mask_to_pairs, triu
 
 FREE, ONE, ZERO = K.KIND_PERSPECTIVE, K.KIND_ONE, K.KIND_ZERO
 
@@ -73,7 +73,7 @@ def dual_bound(prob: GraphProblem, Theta: np.ndarray, Rt: np.ndarray, kinds: np.
         return -math.inf
     V = 2.0 * G / d[None, :]              # V[j, i] = ν_iᵀ F_j
     w = np.abs(V + V.T)
-    iu = np.triu_indices(prob.p, 1)
+    iu = triu(prob.p)
     s, kind = w[iu], kinds[iu]
     h = _h(s, prob.lambda2, prob.M) - prob.lambda0
     conj = np.where(kind == ZERO, 0.0, np.where(kind == ONE, h, np.maximum(h, 0.0)))
@@ -106,7 +106,7 @@ def pair_penalties(prob: GraphProblem, theta: np.ndarray, kinds: np.ndarray) -> 
 
 def relaxation_value(prob: GraphProblem, Theta: np.ndarray, Rt: np.ndarray, kinds: np.ndarray) -> float:
     """The node relaxation's objective at ``Theta``."""
-    iu = np.triu_indices(prob.p, 1)
+    iu = triu(prob.p)
     return float(K.smooth_part(Rt, Theta)) + float(np.sum(pair_penalties(prob, Theta[iu], kinds[iu])))
 
 
@@ -135,6 +135,8 @@ def solve_relaxation(prob: GraphProblem, kinds: np.ndarray, warm_start: np.ndarr
     trace = np.empty(1)
     dual = -math.inf
     primal = math.inf
+    viol = np.zeros((p, p), dtype=np.bool_)
+    kinds = np.ascontiguousarray(kinds, dtype=np.int8)
     while True:
         pairs = mask_to_pairs(active)
         kv = np.ascontiguousarray(kinds[pairs[:, 0], pairs[:, 1]].astype(np.int64))
@@ -142,13 +144,12 @@ def solve_relaxation(prob: GraphProblem, kinds: np.ndarray, warm_start: np.ndarr
                           prob.ratio, cd_tol, cd_max_itr, trace)
         sweeps += s
         rounds += 1
-        w = np.abs(prob.gradient_at_zero(Theta, Rt))
-        viol = can & ~active & (kinds == FREE) & (w > threshold * (1 + 1e-9) + 1e-12)
-        if viol.any() and rounds < kkt_max_itr:
+        viol[:] = False
+        nv, primal, dual = K.relax_check(prob.Yt, Rt, Theta, kinds, active, prob.lambda0, prob.lambda2, prob.M,
+                                         prob.ratio, threshold, viol)
+        if nv and rounds < kkt_max_itr:
             active |= viol
             continue
-        primal = relaxation_value(prob, Theta, Rt, kinds)
-        dual = dual_bound(prob, Theta, Rt, kinds)
         gap = (primal - dual) / max(1.0, abs(primal))
         if gap <= rel_tol or dual >= stop_above or cd_tol < 1e-12 or rounds >= kkt_max_itr:
             break
