@@ -211,3 +211,62 @@ def test_bnb_on_a_harder_instance_beats_or_matches_the_heuristic():
     assert est.objective_ <= heur.objective_ + 1e-12
     assert est.lower_bound_ <= est.objective_ and math.isfinite(est.gap_) and est.n_nodes_ >= 1
     assert est.objective_ == pytest.approx(objective(est.precision_, X, 0.02, 0.01), rel=1e-10)
+
+
+# --------------------------------------------------------------------------- strengthened relaxation
+
+def test_strengthened_dual_is_a_valid_and_tighter_bound_on_random_nodes():
+    from reprise.graphs.strengthened import diagonal_bounds, solve_strengthened
+
+    pairs = [tuple(x) for x in all_pairs(5)]
+    checked = 0
+    for seed in range(6):
+        rng = np.random.default_rng(100 + seed)
+        n = int(rng.choice([15, 60, 300]))
+        X, _, T = generate_synthetic(n, 5, "uniform" if seed % 2 else "toeplitz", rng=seed, p0=0.5,
+                                     half_bandwidth=1 + seed % 2)
+        l0, l2 = float(10 ** rng.uniform(-2.5, -0.7)), float(10 ** rng.uniform(-3, -1))
+        M = float(np.abs(T).max() * rng.choice([0.3, 1.0]))
+        prob = GraphProblem.from_data(X, l0, l2, M)
+        h = solve_heuristic(prob, "cdpsi")
+        bounds = diagonal_bounds(prob, h.objective)
+        assert bounds is not None and np.all(bounds.lo <= np.diag(h.Theta) + 1e-12)
+        assert np.all(np.diag(h.Theta) <= bounds.hi)
+        for trial in range(3):
+            kinds = np.full((5, 5), FREE, dtype=np.int8)
+            for q in rng.choice(10, size=trial, replace=False):
+                i, j = pairs[q]
+                kinds[i, j] = kinds[j, i] = ONE if rng.random() < 0.5 else ZERO
+            opt = _node_optimum(prob, kinds)
+            A = np.triu(rng.normal(0, 0.2, (5, 5)), 1)
+            results = []
+            for warm, sweeps in ((h.Theta, 1000), (A + A.T + np.diag(1.5 / prob.S_diag), 5)):
+                results.append(solve_strengthened(prob, kinds, bounds, warm, max_sweeps=sweeps))
+                assert results[-1].dual <= opt + 1e-9          # valid however far block CD got
+                checked += 1
+            plain = solve_relaxation(prob, kinds, h.Theta)
+            # the strengthened relaxation is pointwise above the perspective one (both near their optima)
+            assert results[0].dual >= plain.dual - 1e-3 * abs(plain.dual)
+    assert checked == 36
+
+
+def test_strengthened_bnb_matches_enumeration_and_needs_fewer_nodes(p5):
+    X, _, M, enum = p5
+    prob = GraphProblem.from_data(X, L0, L2, M)
+    plain = branch_and_bound(prob, gap_tol=1e-4, time_limit=20)
+    strong = branch_and_bound(prob, gap_tol=1e-4, time_limit=20, relaxation="strengthened")
+    assert strong.status == "optimal" and strong.objective <= enum.objective + 1e-4 * abs(enum.objective)
+    assert all(row["lower_bound"] <= enum.objective + 1e-12 for row in strong.log)
+    assert strong.n_nodes <= plain.n_nodes
+    est = L0GraphicalModel(lambda0=L0, lambda2=L2, M=M, solver="bnb", relaxation="strengthened", gap_tol=1e-4).fit(X)
+    assert est.objective_ == pytest.approx(strong.objective, rel=1e-9)
+
+
+def test_strengthened_falls_back_to_the_perspective_when_n_is_at_most_p():
+    from reprise.graphs.strengthened import diagonal_bounds
+
+    X, _, M = _data(p=6, n=5, seed=1)
+    prob = GraphProblem.from_data(X, L0, L2, M)
+    assert diagonal_bounds(prob, 10.0) is None
+    res = branch_and_bound(prob, time_limit=1.0, relaxation="strengthened")
+    assert res.lower_bound <= res.objective

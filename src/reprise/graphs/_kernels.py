@@ -419,3 +419,342 @@ def l0l2_objective(Rt, Theta, lam0, lam2, M):
                     return np.inf
                 val += lam0 + lam2 * th * th
     return val
+
+
+# --------------------------------------------------------------------------- strengthened relaxation
+# (see strengthened.py for the derivation; ``d`` is the diagonal shift, ``lo``/``hi`` the bounds
+# on the diagonal that every optimum satisfies, ``Z`` the relaxed indicators)
+
+_GOLD = 0.3819660112501051
+
+
+@njit(**_JIT)
+def _sr_phi(z, A, absb, lam0, lam2, d, ei0, li, ej0, lj, M):
+    """``φ(z) = λ0 z + min_{|θ| ≤ Mz} Q(z)θ² − |b||θ|`` with ``Q(z) = A + λ2/z + d/e_i(z) + d/e_j(z)``,
+    ``e_k(z) = (t_k − l_k) + z l_k``; returns ``(φ, |θ|)``."""
+    if z <= 0.0:
+        return 0.0, 0.0
+    Q = A + lam2 / z + d / (ei0 + z * li) + d / (ej0 + z * lj)
+    t = min(absb / (2.0 * Q), M * z)
+    return lam0 * z + Q * t * t - absb * t, t
+
+
+@njit(**_JIT)
+def sr_pair(A, b, lam0, lam2, d, ti, li, tj, lj, M, iters):
+    """Minimise ``Aθ² + bθ + λ0 z + λ2θ²/z + dθ²/e_i(z) + dθ²/e_j(z)`` over ``z ∈ [0, 1]``,
+    ``|θ| ≤ Mz`` (jointly convex): θ in closed form for each z, golden section on z.
+    Returns ``(θ, z)``."""
+    absb = abs(b)
+    if absb == 0.0:
+        return 0.0, 0.0
+    ei0, ej0 = ti - li, tj - lj
+    a, c = 0.0, 1.0
+    x1 = a + _GOLD * (c - a)
+    x2 = c - _GOLD * (c - a)
+    f1, _ = _sr_phi(x1, A, absb, lam0, lam2, d, ei0, li, ej0, lj, M)
+    f2, _ = _sr_phi(x2, A, absb, lam0, lam2, d, ei0, li, ej0, lj, M)
+    for _ in range(iters):
+        if f1 <= f2:
+            c, x2, f2 = x2, x1, f1
+            x1 = a + _GOLD * (c - a)
+            f1, _ = _sr_phi(x1, A, absb, lam0, lam2, d, ei0, li, ej0, lj, M)
+        else:
+            a, x1, f1 = x1, x2, f2
+            x2 = c - _GOLD * (c - a)
+            f2, _ = _sr_phi(x2, A, absb, lam0, lam2, d, ei0, li, ej0, lj, M)
+    z = x1 if f1 <= f2 else x2
+    fz, t = _sr_phi(z, A, absb, lam0, lam2, d, ei0, li, ej0, lj, M)
+    f_one, t_one = _sr_phi(1.0, A, absb, lam0, lam2, d, ei0, li, ej0, lj, M)
+    if f_one < fz:
+        z, fz, t = 1.0, f_one, t_one
+    if fz >= 0.0:
+        return 0.0, 0.0
+    return (-t if b > 0 else t), z
+
+
+@njit(**_JIT)
+def sr_diag(S_ii, K, d, li, ui, th2, zs, n_terms):
+    """argmin over ``t ∈ [l, u]`` of ``−log t + S_ii t + K/t + d Σ θ_k²/(t − (1 − z_k) l)``
+    (convex; bisection on the derivative)."""
+    def deriv(t):
+        g = -1.0 / t + S_ii - K / (t * t)
+        for q in range(n_terms):
+            e = t - (1.0 - zs[q]) * li
+            g -= d * th2[q] / (e * e)
+        return g
+
+    if deriv(li) >= 0.0:
+        return li
+    if math.isfinite(ui) and deriv(ui) <= 0.0:
+        return ui
+    lo, hi = li, (ui if math.isfinite(ui) else 2.0 * li)
+    while not math.isfinite(ui) and deriv(hi) < 0.0:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if deriv(mid) < 0.0:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15 * hi:
+            break
+    return 0.5 * (lo + hi)
+
+
+@njit(**_JIT)
+def sr_sweep(Yt, Rt, Theta, Z, S_diag, kinds, lam0, lam2, M, ratio, threshold, d, lo, hi, iters):
+    """One block-coordinate pass of the strengthened relaxation: every non-fixed-zero pair
+    ``(θ_ij, z_ij)`` jointly, then every diagonal ``t_i`` on ``[lo_i, hi_i]``."""
+    p = Theta.shape[0]
+    for i in range(p):
+        for j in range(i + 1, p):
+            kind = kinds[i, j]
+            if kind == 3:
+                continue
+            tii, tjj, old = Theta[i, i], Theta[j, j], Theta[i, j]
+            b = 2.0 * (_dot(Yt[j], Rt[i]) - old * S_diag[j]) / tii + 2.0 * (_dot(Yt[i], Rt[j]) - old * S_diag[i]) / tjj
+            if kind == 2:
+                a = S_diag[j] / tii + S_diag[i] / tjj
+                new = -math.copysign(min(abs(b) / (2.0 * (a + lam2)), M), b) if b != 0.0 else 0.0
+                z = 1.0
+            else:
+                # below the plain perspective's threshold zero is optimal for this block too
+                if old == 0.0 and abs(b) <= threshold:
+                    Z[i, j] = Z[j, i] = 0.0
+                    continue
+                A = (S_diag[j] - d) / tii + (S_diag[i] - d) / tjj
+                new, z = sr_pair(A, b, lam0, lam2, d, tii, lo[i], tjj, lo[j], M, iters)
+            set_pair(Yt, Rt, Theta, i, j, new)
+            Z[i, j] = Z[j, i] = z
+    th2 = np.empty(p)
+    zs = np.empty(p)
+    for i in range(p):
+        old = Theta[i, i]
+        r2 = 0.0
+        for t in range(Yt.shape[1]):
+            r = Rt[i, t] - old * Yt[i, t]
+            r2 += r * r
+        n_terms = 0
+        sq = 0.0
+        for j in range(p):
+            if j != i and kinds[i, j] == 1 and Theta[i, j] != 0.0:
+                th2[n_terms] = Theta[i, j] * Theta[i, j]
+                zs[n_terms] = Z[i, j]
+                sq += th2[n_terms]
+                n_terms += 1
+        K = max(r2 - d * sq, 0.0)
+        new = sr_diag(S_diag[i], K, d, lo[i], hi[i], th2, zs, n_terms)
+        _axpy(new - old, Yt[i], Rt[i])
+        Theta[i, i] = new
+
+
+@njit(**_JIT)
+def sr_primal(Rt, Theta, Z, kinds, lam0, lam2, d, lo):
+    """The strengthened relaxation's objective at ``(Θ, Z)``."""
+    p = Theta.shape[0]
+    val = 0.0
+    for i in range(p):
+        t = Theta[i, i]
+        q = _dot(Rt[i], Rt[i])
+        for j in range(p):
+            if j != i and kinds[i, j] == 1:
+                q -= d * Theta[i, j] * Theta[i, j]
+        val += -math.log(t) + q / t
+    for i in range(p):
+        for j in range(i + 1, p):
+            kind, th = kinds[i, j], Theta[i, j]
+            if kind == 2:
+                val += lam0 + lam2 * th * th
+            elif kind == 1 and th != 0.0:
+                z = Z[i, j]
+                ei = Theta[i, i] - (1.0 - z) * lo[i]
+                ej = Theta[j, j] - (1.0 - z) * lo[j]
+                val += lam0 * z + lam2 * th * th / z + d * th * th / ei + d * th * th / ej
+    return val
+
+
+@njit(**_JIT)
+def _sr_inner_fixed_z(z, absw, lam0, lam2, d, mi, li, mj, lj, M):
+    """``ψ(z) = min_{0 ≤ θ ≤ Mz} λ0 z + λ2θ²/z − |w|θ + G_i(θ, z) + G_j(θ, z)`` exactly, with
+    ``G_k = m_k(1−z)l_k + (2θ√(d m_k) if θ ≥ κ_k else dθ²/(z l_k) + m_k z l_k)``,
+    ``κ_k = z l_k √(m_k/d)`` (a convex piecewise quadratic: minimise on each piece)."""
+    if z <= 0.0:
+        return mi * li + mj * lj
+    ki = z * li * math.sqrt(mi / d) if d > 0 else 0.0
+    kj = z * lj * math.sqrt(mj / d) if d > 0 else 0.0
+    hi_end = M * z
+    cuts = np.empty(4)
+    cuts[0] = 0.0
+    c1, c2 = min(ki, kj), max(ki, kj)
+    cuts[1] = min(c1, hi_end)
+    cuts[2] = min(c2, hi_end)
+    cuts[3] = hi_end
+    best = np.inf
+    for s in range(3):
+        a0, a1 = cuts[s], cuts[s + 1]
+        if a1 < a0:
+            continue
+        mid = 0.5 * (a0 + a1)
+        alpha = lam2 / z
+        beta = -absw
+        gamma = lam0 * z + mi * (1.0 - z) * li + mj * (1.0 - z) * lj
+        if mid < ki:
+            alpha += d / (z * li)
+            gamma += mi * z * li
+        else:
+            beta += 2.0 * math.sqrt(d * mi)
+        if mid < kj:
+            alpha += d / (z * lj)
+            gamma += mj * z * lj
+        else:
+            beta += 2.0 * math.sqrt(d * mj)
+        if alpha > 0.0:
+            th = min(max(-beta / (2.0 * alpha), a0), a1)
+        else:
+            th = a0 if beta >= 0.0 else a1
+        val = alpha * th * th + beta * th + gamma
+        if val < best:
+            best = val
+    return best
+
+
+@njit(**_JIT)
+def sr_inner_lower(absw, lam0, lam2, d, mi, li, mj, lj, M, iters):
+    """A certified lower bound on ``min_{z∈[0,1]} ψ(z)`` (ψ convex): golden section, then the
+    secant extensions through the final bracket bound ψ from below on it."""
+    a, c = 0.0, 1.0
+    fa = _sr_inner_fixed_z(a, absw, lam0, lam2, d, mi, li, mj, lj, M)
+    fc = _sr_inner_fixed_z(c, absw, lam0, lam2, d, mi, li, mj, lj, M)
+    x1 = a + _GOLD * (c - a)
+    x2 = c - _GOLD * (c - a)
+    f1 = _sr_inner_fixed_z(x1, absw, lam0, lam2, d, mi, li, mj, lj, M)
+    f2 = _sr_inner_fixed_z(x2, absw, lam0, lam2, d, mi, li, mj, lj, M)
+    for _ in range(iters):
+        if f1 <= f2:
+            c, fc = x2, f2
+            x2, f2 = x1, f1
+            x1 = a + _GOLD * (c - a)
+            f1 = _sr_inner_fixed_z(x1, absw, lam0, lam2, d, mi, li, mj, lj, M)
+        else:
+            a, fa = x1, f1
+            x1, f1 = x2, f2
+            x2 = c - _GOLD * (c - a)
+            f2 = _sr_inner_fixed_z(x2, absw, lam0, lam2, d, mi, li, mj, lj, M)
+    # best interior point m with a < m < c and f(m) ≤ f(a), f(c) (or an end point)
+    if f1 <= f2:
+        xm, fm = x1, f1
+    else:
+        xm, fm = x2, f2
+    best = min(fa, fc, fm)
+    lower = best
+    if xm > a:
+        s1 = (fm - fa) / (xm - a)
+        lower = min(lower, fm + min(0.0, s1 * (c - xm)))
+    if c > xm:
+        s2 = (fc - fm) / (c - xm)
+        lower = min(lower, fm - max(0.0, s2) * (xm - a))
+    return lower - 1e-12 * max(1.0, abs(lower))
+
+
+@njit(**_JIT)
+def _sr_column(gamma, lo, hi):
+    """``min_{t ∈ [lo, hi]} −log t + γ t``."""
+    if gamma > 0.0:
+        ts = min(max(1.0 / gamma, lo), hi)
+    elif math.isfinite(hi):
+        ts = hi
+    else:
+        return -np.inf
+    return -math.log(ts) + gamma * ts
+
+
+@njit(**_JIT)
+def sr_dual(Yt, Rt, Theta, Z, kinds, lam0, lam2, M, d, lo, hi, threshold, iters, refine):
+    """The dual bound of the strengthened relaxation (strengthened.py) at the multipliers the primal
+    point gives: a valid lower bound on the node for any (Θ, Z) and any multipliers. With
+    ``refine``, the multipliers of the copies of ``t`` held by pairs at zero whose gradient exceeds
+    the perspective's threshold (the ones the primal point cannot price) are raised one at a time
+    by golden section on the (concave) dual."""
+    p = Theta.shape[0]
+    G = Yt @ Rt.T
+    W = np.zeros((p, p))
+    Mi = np.zeros((p, p))
+    Mj = np.zeros((p, p))
+    inner = np.zeros((p, p))
+    msum = np.zeros(p)
+    c0 = np.zeros(p)
+    total = 0.0
+    for i in range(p):
+        for j in range(i + 1, p):
+            kind, th = kinds[i, j], Theta[i, j]
+            if kind == 3:
+                continue
+            shift = d * th if kind == 1 else 0.0
+            W[i, j] = abs(2.0 * (G[j, i] - shift) / Theta[i, i] + 2.0 * (G[i, j] - shift) / Theta[j, j])
+            if kind == 2:
+                total -= _h_conj(W[i, j], lam2, M) - lam0
+                continue
+            if th != 0.0:
+                z = Z[i, j]
+                ei = Theta[i, i] - (1.0 - z) * lo[i]
+                ej = Theta[j, j] - (1.0 - z) * lo[j]
+                Mi[i, j] = d * th * th / (ei * ei)
+                Mj[i, j] = d * th * th / (ej * ej)
+                msum[i] += Mi[i, j]
+                msum[j] += Mj[i, j]
+            inner[i, j] = sr_inner_lower(W[i, j], lam0, lam2, d, Mi[i, j], lo[i], Mj[i, j], lo[j], M, iters)
+    for i in range(p):
+        t = Theta[i, i]
+        q = _dot(Rt[i], Rt[i])
+        for j in range(p):
+            if j != i and kinds[i, j] == 1:
+                q -= d * Theta[i, j] * Theta[i, j]
+        c0[i] = 2.0 * G[i, i] / t - q / (t * t)
+    if refine and d > 0.0:
+        for i in range(p):
+            for j in range(i + 1, p):
+                if kinds[i, j] != 1 or Theta[i, j] != 0.0 or W[i, j] <= threshold:
+                    continue
+                for side in range(2):
+                    col = i if side == 0 else j
+                    cur = Mi[i, j] if side == 0 else Mj[i, j]
+                    base_col = msum[col] - cur
+                    vmax = 4.0 * max(c0[col], 1.0 / lo[col])
+                    a, c = 0.0, vmax
+                    fa_best = -np.inf
+                    v_best = cur
+                    for _ in range(40):
+                        x1 = a + _GOLD * (c - a)
+                        x2 = c - _GOLD * (c - a)
+                        if side == 0:
+                            g1 = sr_inner_lower(W[i, j], lam0, lam2, d, x1, lo[i], Mj[i, j], lo[j], M, iters)
+                            g2 = sr_inner_lower(W[i, j], lam0, lam2, d, x2, lo[i], Mj[i, j], lo[j], M, iters)
+                        else:
+                            g1 = sr_inner_lower(W[i, j], lam0, lam2, d, Mi[i, j], lo[i], x1, lo[j], M, iters)
+                            g2 = sr_inner_lower(W[i, j], lam0, lam2, d, Mi[i, j], lo[i], x2, lo[j], M, iters)
+                        f1 = g1 + _sr_column(c0[col] - base_col - x1, lo[col], hi[col])
+                        f2 = g2 + _sr_column(c0[col] - base_col - x2, lo[col], hi[col])
+                        if f1 >= f2:
+                            c = x2
+                            if f1 > fa_best:
+                                fa_best, v_best = f1, x1
+                        else:
+                            a = x1
+                            if f2 > fa_best:
+                                fa_best, v_best = f2, x2
+                    now = inner[i, j] + _sr_column(c0[col] - msum[col], lo[col], hi[col])
+                    if fa_best > now:
+                        if side == 0:
+                            Mi[i, j] = v_best
+                        else:
+                            Mj[i, j] = v_best
+                        msum[col] = base_col + v_best
+                        inner[i, j] = sr_inner_lower(W[i, j], lam0, lam2, d, Mi[i, j], lo[i], Mj[i, j], lo[j], M,
+                                                     iters)
+    for i in range(p):
+        for j in range(i + 1, p):
+            if kinds[i, j] == 1:
+                total += inner[i, j]
+    for i in range(p):
+        total += _sr_column(c0[i] - msum[i], lo[i], hi[i])
+    return total

@@ -11,10 +11,17 @@ A node fixes pairs to ``z = 0`` or ``z = 1``. At each node:
    the relaxed ``z`` is integral (within ``int_tol``); otherwise it branches on the most
    fractional ``z`` (``maxfrac``) into a ``z = 0`` and a ``z = 1`` child.
 
-Branching: the most fractional ``z`` (``branching='maxfrac'``, the reference rule) or strong
-branching (``'strong'``, an addition): the ``strong_candidates`` most fractional pairs have both
-children's relaxations solved (at most ``strong_itr`` sweeps each) and the pair with the largest
-product of bound gains is taken; the children keep those bounds and warm starts.
+Branching: the most fractional ``z`` (``branching='maxfrac'``, the reference rule); or, additions,
+pseudo-costs (``'pseudocost'``: the product of the predicted child bound gains from the gains seen
+so far per pair and direction) and strong branching (``'strong'``: the ``strong_candidates`` most
+fractional pairs have both children's relaxations solved, at most ``strong_itr`` sweeps each, and
+the pair with the largest product of bound gains is taken; the children keep those bounds and warm
+starts).
+
+Relaxation: ``'perspective'`` (the reference one, relaxation.py) or ``'strengthened'`` (an
+addition, strengthened.py: part of the loss's curvature moved into the indicators' convex hull,
+valid because every optimum's diagonal lies in provable bounds; needs ``n > p``, else it falls
+back to the perspective).
 
 Search: breadth-first (``search='bfs'``, the reference default; ``dfs_levels`` > 0 dives that many
 levels below the shallowest open level depth-first first, as the reference code's
@@ -42,9 +49,11 @@ from reprise.io import ReproError
 from .heuristics import HEURISTICS, REL_TOL, SWAP_MAX_ITR, solve_heuristic
 from .problem import GraphProblem
 from .relaxation import FREE, ONE, ZERO, solve_relaxation
+from .strengthened import diagonal_bounds, solve_strengthened
 
 SEARCHES = ("bfs", "dfs", "best")
-BRANCHINGS = ("maxfrac", "strong")
+BRANCHINGS = ("maxfrac", "pseudocost", "strong")
+RELAXATIONS = ("perspective", "strengthened")
 
 
 @dataclass
@@ -66,6 +75,26 @@ class _Node:
     drop: tuple[int, int] | None  # the pair to zero in ``warm`` (the z = 0 child)
     bound: float
     depth: int
+    warm_z: np.ndarray | None = None  # relaxed z of the parent (strengthened relaxation)
+    parent_dual: float = -math.inf                # the parent's own relaxation dual (pseudo-costs)
+    branch: tuple[int, int, int, float] | None = None   # (i, j, kind, fractional distance moved)
+
+
+def _pseudocost_pick(z, frac, pc_sum, pc_cnt):
+    """The fractional pair with the largest product of predicted child gains (pseudo-costs: the
+    mean bound gain per unit of ``z`` moved seen so far for that pair and direction, the mean over
+    all pairs where it has no history yet); ties and an empty history fall back to ``maxfrac``."""
+    cand = np.triu(frac > 0, 1)
+    est = []
+    for side in (0, 1):
+        cnt, tot = pc_cnt[side], pc_sum[side]
+        mean_all = tot.sum() / cnt.sum() if cnt.sum() > 0 else 1.0
+        est.append(np.where(cnt > 0, tot / np.maximum(cnt, 1), mean_all))
+    score = np.maximum(est[0] * z, 1e-6) * np.maximum(est[1] * (1.0 - z), 1e-6)
+    score = np.where(cand, score + 1e-9 * frac, -1.0)
+    k = int(np.argmax(score))
+    i, j = divmod(k, z.shape[0])
+    return min(i, j), max(i, j)
 
 
 def _strong_branch(prob, node, relax, frac, node_lb, n_cand, rel_tol, itr, kkt_max_itr, stop_above):
@@ -113,12 +142,15 @@ def branch_and_bound(prob: GraphProblem, warm_start: np.ndarray | None = None, g
                      upper_solver: str = "cdpsi", int_tol: float = 1e-4, rel_tol: float = REL_TOL,
                      cd_max_itr: int = 1000, kkt_max_itr: int = 100, swap_max_itr: int = SWAP_MAX_ITR,
                      max_nodes: int | None = None, log_every: int = 1, branching: str = "maxfrac",
-                     strong_candidates: int = 8, strong_itr: int = 50) -> BnBResult:
+                     strong_candidates: int = 8, strong_itr: int = 50,
+                     relaxation: str = "perspective") -> BnBResult:
     """Solve ``prob`` to a relative gap ``gap_tol`` or until ``time_limit`` seconds (defaults of the
     reference code: gap 1e-2, 3600 s, int_tol 1e-4, rel_tol 1e-4, cd_max_itr 1000, kkt_max_itr 100,
     upper solver CDPSI)."""
     if search not in SEARCHES:
         raise ReproError(f"search={search!r} is unknown; use one of {', '.join(SEARCHES)}")
+    if relaxation not in RELAXATIONS:
+        raise ReproError(f"relaxation={relaxation!r} is unknown; use one of {', '.join(RELAXATIONS)}")
     if branching not in BRANCHINGS:
         raise ReproError(f"branching={branching!r} is unknown; use one of {', '.join(BRANCHINGS)}")
     if upper_solver not in HEURISTICS:
@@ -135,6 +167,15 @@ def branch_and_bound(prob: GraphProblem, warm_start: np.ndarray | None = None, g
     # incumbent: the heuristic (from the warm start if given)
     inc = solve_heuristic(prob, upper_solver, warm_start=warm_start, rel_tol=rel_tol, swap_max_itr=swap_max_itr)
     best_Theta, UB = inc.Theta.copy(), inc.objective
+
+    bounds = diagonal_bounds(prob, UB) if relaxation == "strengthened" else None
+
+    def relax_node(kinds, warm, warm_z, stop):
+        if bounds is None:
+            return solve_relaxation(prob, kinds, warm, rel_tol=rel_tol, cd_max_itr=cd_max_itr,
+                                    kkt_max_itr=kkt_max_itr, stop_above=stop)
+        return solve_strengthened(prob, kinds, bounds, warm, warm_z, rel_tol=rel_tol, max_sweeps=cd_max_itr,
+                                  stop_above=stop)
 
     kinds0 = np.full((p, p), FREE, dtype=np.int8)
     root = _Node(kinds=kinds0, warm=inc.Theta.copy(), drop=None, bound=-math.inf, depth=0)
@@ -177,6 +218,8 @@ def branch_and_bound(prob: GraphProblem, warm_start: np.ndarray | None = None, g
             heapq.heappop(open_bounds)
         return open_bounds[0][0] if open_bounds else math.inf
 
+    pc_sum = [np.zeros((p, p)), np.zeros((p, p))]   # pseudo-costs: bound gain per unit of z moved,
+    pc_cnt = [np.zeros((p, p)), np.zeros((p, p))]   # for the z = 0 and z = 1 children of each pair
     push(root)
     closed_lb = math.inf
     n_nodes = 0
@@ -204,10 +247,15 @@ def branch_and_bound(prob: GraphProblem, warm_start: np.ndarray | None = None, g
             warm = warm.copy()
             i, j = node.drop
             warm[i, j] = warm[j, i] = 0.0
-        relax = solve_relaxation(prob, node.kinds, warm, rel_tol=rel_tol, cd_max_itr=cd_max_itr,
-                                 kkt_max_itr=kkt_max_itr, stop_above=prune_level(UB))
+        relax = relax_node(node.kinds, warm, node.warm_z, prune_level(UB))
         n_nodes += 1
         node_lb = max(node.bound, relax.dual)
+        if node.branch is not None and math.isfinite(relax.dual) and math.isfinite(node.parent_dual):
+            bi, bj, bkind, dist = node.branch
+            gain = max(relax.dual - node.parent_dual, 0.0) / max(dist, 1e-6)
+            side = 0 if bkind == ZERO else 1
+            pc_sum[side][bi, bj] += gain
+            pc_cnt[side][bi, bj] += 1
         action = "branched"
         if node_lb < prune_level(UB):
             allowed = ((relax.z > 0) | (node.kinds == ONE)) & (node.kinds != ZERO) & off
@@ -229,7 +277,12 @@ def branch_and_bound(prob: GraphProblem, warm_start: np.ndarray | None = None, g
             if node_lb < UB:
                 closed_lb = min(closed_lb, node_lb)
         else:
-            if branching == "strong":
+            if branching == "strong" and bounds is not None:
+                raise ReproError("branching='strong' is implemented for relaxation='perspective' only")
+            if branching == "pseudocost":
+                i, j = _pseudocost_pick(relax.z, frac, pc_sum, pc_cnt)
+                children = [(val, node_lb, relax.Theta, (i, j) if val == ZERO else None) for val in (ZERO, ONE)]
+            elif branching == "strong":
                 i, j, children = _strong_branch(prob, node, relax, frac, node_lb, strong_candidates, rel_tol,
                                                 strong_itr, kkt_max_itr, prune_level(UB))
             else:
@@ -243,7 +296,9 @@ def branch_and_bound(prob: GraphProblem, warm_start: np.ndarray | None = None, g
                     continue
                 kinds = node.kinds.copy()
                 kinds[i, j] = kinds[j, i] = val
-                push(_Node(kinds=kinds, warm=warm_child, drop=drop, bound=bound, depth=node.depth + 1))
+                dist = relax.z[i, j] if val == ZERO else 1.0 - relax.z[i, j]
+                push(_Node(kinds=kinds, warm=warm_child, drop=drop, bound=bound, depth=node.depth + 1,
+                           parent_dual=relax.dual, branch=(i, j, val, float(dist)), warm_z=relax.z))
         LB = min(UB, closed_lb, open_min())
         gap = gap_of(UB, LB)
         if log_every and (n_nodes % log_every == 0 or gap <= gap_tol):

@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator
 
 from reprise.io import ReproError
 
-from .bnb import SEARCHES, branch_and_bound
+from .bnb import BRANCHINGS, RELAXATIONS, SEARCHES, branch_and_bound
 from .heuristics import CD_MAX_ITR, HEURISTICS, KKT_MAX_ITR, REL_TOL, SWAP_MAX_ITR, solve_heuristic
 from .problem import GraphProblem, check_data, pseudo_likelihood
 
@@ -32,6 +32,10 @@ class L0GraphicalModel(BaseEstimator):
         ``(UB − LB)/|UB|``). The reference code's defaults are 3600 s and 1e-2.
     search, dfs_levels : branch-and-bound's node order (``"bfs"``, ``"dfs"``, ``"best"``) and the
         number of levels dived depth-first first.
+    relaxation, branching : branch-and-bound's node relaxation (``"perspective"``, the reference
+        one, or ``"strengthened"``: part of the loss's curvature moved into the indicators' hull,
+        much tighter bounds, see ``reprise.graphs.strengthened``) and branching rule
+        (``"maxfrac"``, the reference one, ``"pseudocost"`` or ``"strong"``).
     rel_tol, cd_max_itr, swap_max_itr, kkt_max_itr, int_tol : the solvers' tolerances (reference
         defaults: 1e-4; ``None`` = 100 sweeps for the heuristics and 1000 per node relaxation inside
         branch-and-bound; 10 swap passes; 100 KKT rounds; 1e-4).
@@ -51,6 +55,7 @@ class L0GraphicalModel(BaseEstimator):
 
     def __init__(self, lambda0: float = 0.05, lambda2: float = 0.05, M: float | None = None, solver: str = "cdpsi",
                  time_limit: float = 3600.0, gap_tol: float = 1e-2, search: str = "bfs", dfs_levels: int = 0,
+                 relaxation: str = "perspective", branching: str = "maxfrac",
                  rel_tol: float = REL_TOL, cd_max_itr: int | None = None, swap_max_itr: int = SWAP_MAX_ITR,
                  kkt_max_itr: int = KKT_MAX_ITR, int_tol: float = 1e-4, assume_centered: bool = False):
         self.lambda0 = lambda0
@@ -61,6 +66,8 @@ class L0GraphicalModel(BaseEstimator):
         self.gap_tol = gap_tol
         self.search = search
         self.dfs_levels = dfs_levels
+        self.relaxation = relaxation
+        self.branching = branching
         self.rel_tol = rel_tol
         self.cd_max_itr = cd_max_itr
         self.swap_max_itr = swap_max_itr
@@ -71,6 +78,10 @@ class L0GraphicalModel(BaseEstimator):
     def _check_params(self) -> None:
         if self.solver not in SOLVERS:
             raise ReproError(f"solver={self.solver!r} is unknown; use one of {', '.join(SOLVERS)}")
+        if self.relaxation not in RELAXATIONS:
+            raise ReproError(f"relaxation={self.relaxation!r} is unknown; use one of {', '.join(RELAXATIONS)}")
+        if self.branching not in BRANCHINGS:
+            raise ReproError(f"branching={self.branching!r} is unknown; use one of {', '.join(BRANCHINGS)}")
         if self.search not in SEARCHES:
             raise ReproError(f"search={self.search!r} is unknown; use one of {', '.join(SEARCHES)}")
         if not (isinstance(self.time_limit, (int, float)) and self.time_limit > 0):
@@ -85,7 +96,8 @@ class L0GraphicalModel(BaseEstimator):
         prob = GraphProblem.from_data(X, self.lambda0, self.lambda2, self.M, assume_centered=self.assume_centered)
         if self.solver == "bnb":
             res = branch_and_bound(prob, gap_tol=self.gap_tol, time_limit=self.time_limit, search=self.search,
-                                   dfs_levels=self.dfs_levels, int_tol=self.int_tol, rel_tol=self.rel_tol,
+                                   dfs_levels=self.dfs_levels, relaxation=self.relaxation,
+                                   branching=self.branching, int_tol=self.int_tol, rel_tol=self.rel_tol,
                                    cd_max_itr=1000 if self.cd_max_itr is None else self.cd_max_itr,
                                    kkt_max_itr=self.kkt_max_itr,
                                    swap_max_itr=self.swap_max_itr)
