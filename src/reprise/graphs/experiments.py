@@ -17,11 +17,13 @@ number. Times are wall seconds on one core after a warm-up solve (numba's compil
 
 ``graphs.tab2`` — BnB gap / nodes / time vs p (spec §2.8 item 2).
     models (list of toeplitz / uniform), p (list), n, half_bandwidth, p0 (None = s/p), lambda0,
-    lambda2, M, gap_tol, time_limit, search, replicates. Rows: heuristic_objective,
+    lambda2, M, gap_tol, time_limit, search, relaxations (list: perspective = the reference,
+    strengthened = ours; one row each), replicates. Rows: heuristic_objective,
     heuristic_seconds, objective, lower_bound, gap, n_nodes, seconds, status.
-    smoke: toeplitz s=2, p=[10, 20], n=200, λ0=λ2=0.05, gap_tol=1e-2, time_limit=4 (spec §2.10
-    says 10 s; 4 s keeps the rule well under 20 s). Measured: ≈ 5 s.
-    full: models=[toeplitz, uniform], p=[20, 50, 100, 200, 500, 1000], time_limit=3600, replicates=5.
+    smoke: toeplitz s=2, p=[10, 20], n=200, λ0=λ2=0.05, gap_tol=1e-2, both relaxations,
+    time_limit=3 (spec §2.10 says 10 s; 3 s keeps the rule well under 20 s). Measured: ≈ 9 s.
+    full: models=[toeplitz, uniform], p=[20, 50, 100, 200, 500, 1000], time_limit=3600,
+    relaxations=[perspective, strengthened], replicates=5.
 
 ``graphs.tab3`` — heuristic quality: CD vs CDPSI (and the active-set variants) vs BnB
     (spec §2.8 item 3). p (list), n, model, half_bandwidth, lambda0, lambda2, M, solvers,
@@ -62,7 +64,7 @@ from reprise.io import ReproError
 from reprise.sparsity import rel_frobenius, support_counts
 
 from .baselines import (MAX_P_ENUMERATION, MAX_P_SCIP, exhaustive_enumeration, scip_available, scip_mip)
-from .bnb import SEARCHES, branch_and_bound
+from .bnb import RELAXATIONS, SEARCHES, branch_and_bound
 from .generators import MODELS, banded_toeplitz_precision, sample_gaussian, uniform_precision
 from .heuristics import HEURISTICS, solve_heuristic
 from .problem import GraphProblem
@@ -186,7 +188,8 @@ def tab1(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
 # --------------------------------------------------------------------------- tab2
 
 TAB2 = dict(models=["toeplitz"], p=[10, 20], n=200, half_bandwidth=2, rho=0.5, kappa=2.0, p0=None, lambda0=0.05,
-            lambda2=0.05, M="oracle", gap_tol=1e-2, time_limit=4.0, search="bfs", replicates=1)
+            lambda2=0.05, M="oracle", gap_tol=1e-2, time_limit=3.0, search="bfs", relaxations=["perspective", "strengthened"],
+            replicates=1)
 
 
 @experiment("graphs.tab2")
@@ -195,6 +198,9 @@ def tab2(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     prm = _params("graphs.tab2", params, TAB2)
     if prm["search"] not in SEARCHES:
         raise ReproError(f"graphs.tab2: search={prm['search']!r}; use one of {', '.join(SEARCHES)}")
+    for r in prm["relaxations"]:
+        if r not in RELAXATIONS:
+            raise ReproError(f"graphs.tab2: relaxations has {r!r}; use {', '.join(RELAXATIONS)}")
     _warm_up()
     rows = []
     for model in prm["models"]:
@@ -205,14 +211,17 @@ def tab2(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
                 M = _M(prm, Theta_true)
                 prob = GraphProblem.from_data(X, prm["lambda0"], prm["lambda2"], M)
                 h = solve_heuristic(prob, "cdpsi")
-                r = branch_and_bound(prob, warm_start=h.Theta, gap_tol=prm["gap_tol"], time_limit=prm["time_limit"],
-                                     search=prm["search"], log_every=0)
-                c = support_counts(r.Theta, Theta_true)
-                rows.append(dict(model=model, p=p, n=prm["n"], replicate=rep, lambda0=prm["lambda0"],
-                                 lambda2=prm["lambda2"], M=M, time_limit=prm["time_limit"], search=prm["search"],
-                                 heuristic_objective=h.objective, heuristic_seconds=h.seconds, objective=r.objective,
-                                 lower_bound=r.lower_bound, gap=r.gap, n_nodes=r.n_nodes, seconds=r.seconds,
-                                 status=r.status, n_edges=_edges(r.Theta), mcc=c.mcc))
+                for relax in prm["relaxations"]:
+                    r = branch_and_bound(prob, warm_start=h.Theta, gap_tol=prm["gap_tol"],
+                                         time_limit=prm["time_limit"], search=prm["search"], relaxation=relax,
+                                         log_every=0)
+                    c = support_counts(r.Theta, Theta_true)
+                    rows.append(dict(model=model, p=p, n=prm["n"], replicate=rep, lambda0=prm["lambda0"],
+                                     lambda2=prm["lambda2"], M=M, time_limit=prm["time_limit"], search=prm["search"],
+                                     relaxation=relax, heuristic_objective=h.objective,
+                                     heuristic_seconds=h.seconds, objective=r.objective, lower_bound=r.lower_bound,
+                                     gap=r.gap, n_nodes=r.n_nodes, seconds=r.seconds, status=r.status,
+                                     n_edges=_edges(r.Theta), mcc=c.mcc))
     return pd.DataFrame(rows)
 
 
