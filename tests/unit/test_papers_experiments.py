@@ -68,6 +68,8 @@ MANIFEST = textwrap.dedent(f"""
       - {{id: sam-first, text: "SAM loss at step 0 is 2 (a wrong value)", experiment: tab, where: {{method: sam, step: 0}},
           metric: loss, value: 2.0, tolerance: {{abs: 0.05}}, source: log, scales: [smoke]}}
       - {{id: unscaled, text: "only compared beyond smoke", experiment: tab, metric: loss, value: 0.5, source: log}}
+      - {{id: bound, text: "loss at most 0.9 after step 0", experiment: tab, where: {{step: [1, 2]}}, metric: loss,
+          value: 0.9, at_most: true, source: log, scales: [smoke]}}
 """)
 SMOKE = {"scale": "smoke", "seeds": [0, 1], "papers": {"toyexp": {}}}
 
@@ -129,6 +131,7 @@ def test_checks_give_verdicts(m, tmp_path):
     assert verdicts["gd-first"].verdict == "pass" and verdicts["gd-first"].n_rows == 4
     assert verdicts["sam-first"].verdict == "fail"
     assert verdicts["unscaled"].verdict == "smoke"  # no scales: never compared at smoke
+    assert verdicts["bound"].verdict == "pass" and verdicts["bound"].ours < 0.9
 
 
 def test_params_per_scale_and_manifest_errors(m, tmp_path):

@@ -36,7 +36,8 @@ def experiment_params(manifest: Manifest, experiment: str, scale_cfg: Mapping) -
 
 def experiment_seeds(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> list[int]:
     spec = manifest.experiments[manifest.experiments[experiment].job]
-    return list(spec.seeds) if spec.seeds is not None else paper_seeds(manifest, scale_cfg)
+    own = (spec.seeds or {}).get(scale_name(scale_cfg), (spec.seeds or {}).get("*"))
+    return list(own) if own is not None else paper_seeds(manifest, scale_cfg)
 
 
 def experiment_jobs(manifest: Manifest, scale_cfg: Mapping) -> list[tuple[str, str, int]]:
@@ -268,7 +269,7 @@ class CheckResult:
 
 def check_results(manifest: Manifest, scale_cfg: Mapping, runs_dir: str | Path) -> list[CheckResult]:
     """Each ``check`` against the mean of its metric over the matching rows of every seed's CSV."""
-    from reprise.papers.report import MISSING, SMOKE, verdict
+    from reprise.papers.report import FAIL, MISSING, PASS, SMOKE, verdict
 
     scale = scale_name(scale_cfg)
     out = []
@@ -283,7 +284,11 @@ def check_results(manifest: Manifest, scale_cfg: Mapping, runs_dir: str | Path) 
         _need(rows, [c.metric], f"checks {c.id}")
         ours = float(rows[c.metric].mean()) if len(rows) else None
         compared = scale in c.scales if c.scales else not is_smoke(scale_cfg)
-        v = verdict(ours, c.value, c.tolerance, smoke=not compared)
+        if c.at_most and compared and ours is not None and c.value is not None:
+            slack = c.tolerance.bound(c.value) if c.tolerance else 0.0
+            v = PASS if ours <= c.value + slack else FAIL
+        else:
+            v = verdict(ours, c.value, c.tolerance, smoke=not compared)
         reason = "" if compared else (f"compared at scale {', '.join(c.scales)} only" if c.scales
                                       else "smoke: not compared with the logged value")
         out.append(CheckResult(c, ours, len(rows), v if ours is not None else MISSING,

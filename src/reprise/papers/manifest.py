@@ -134,7 +134,7 @@ class Experiment:
     plot: Mapping[str, Any] = field(default_factory=dict)  # figures: x, y, series, facet, logx, logy, ...
     runtime_min: Mapping[str, float] = field(default_factory=dict)  # scale -> expected minutes per job
     mem_mb: Mapping[str, int] = field(default_factory=dict)
-    seeds: tuple[int, ...] | None = None  # None: the paper's seeds at the scale
+    seeds: Mapping[str, tuple[int, ...]] | None = None  # scale ("*": any) -> seeds; None: the paper's seeds
     notes: tuple[Note, ...] = ()
     rows_from: str | None = None  # another experiment whose rows this one renders (no job of its own)
     where: Mapping[str, Any] = field(default_factory=dict)  # row filter: column -> value or list of values
@@ -164,6 +164,7 @@ class Check:
     tolerance: Tolerance | None
     source: str
     scales: tuple[str, ...] = ()  # the scales whose params make the comparison meaningful (none: every scale)
+    at_most: bool = False  # the value is an upper bound (pass when ours ≤ value + tolerance)
 
 
 @dataclass(frozen=True)
@@ -523,7 +524,7 @@ def _experiments(path: Path, m: dict, taken: set[str]) -> dict[str, Experiment]:
             plot=MappingProxyType(dict(e.get("plot") or {})),
             runtime_min=MappingProxyType(dict(e.get("runtime_min") or {})),
             mem_mb=MappingProxyType(dict(e.get("mem_mb") or {})),
-            seeds=tuple(e["seeds"]) if "seeds" in e else None, notes=_notes(e.get("notes")),
+            seeds=_experiment_seeds(e.get("seeds")), notes=_notes(e.get("notes")),
             rows_from=e.get("rows_from"), where=MappingProxyType(dict(e.get("where") or {})), final=e.get("final"))
     for eid, spec in out.items():
         src = out.get(spec.rows_from) if spec.rows_from else spec
@@ -534,6 +535,15 @@ def _experiments(path: Path, m: dict, taken: set[str]) -> dict[str, Experiment]:
             raise _fail(path, f"experiments.{eid}", f"renders {spec.rows_from}'s rows, so kind and params must match it",
                         f"copy kind and params from experiments.{spec.rows_from}")
     return out
+
+
+def _experiment_seeds(raw) -> Mapping[str, tuple[int, ...]] | None:
+    """An experiment's seeds: a list (every scale) or a mapping scale -> list."""
+    if raw is None:
+        return None
+    if isinstance(raw, list):
+        return MappingProxyType({"*": tuple(raw)})
+    return MappingProxyType({k: tuple(v) for k, v in raw.items()})
 
 
 def _checks(path: Path, m: dict, experiments: Mapping[str, Experiment], sources: Mapping[str, Source]) -> tuple[Check, ...]:
@@ -552,7 +562,7 @@ def _checks(path: Path, m: dict, experiments: Mapping[str, Experiment], sources:
                          where=MappingProxyType(dict(c.get("where") or {})), metric=c["metric"],
                          value=None if c.get("value") is None else float(c["value"]),
                          tolerance=_tolerance(c.get("tolerance")), source=c["source"],
-                         scales=tuple(c.get("scales", ()))))
+                         scales=tuple(c.get("scales", ())), at_most=bool(c.get("at_most", False))))
     return tuple(out)
 
 
