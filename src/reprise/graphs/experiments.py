@@ -4,7 +4,8 @@ The paper's table bodies could not be read (specs/other-papers.md §2.8, all ``[
 experiments follow its inventory and the smoke versions of §2.10. Every instance is drawn from
 ``numpy.random.default_rng(SeedSequence([seed, tag, p, n, replicate]))``, so adding grid points
 never changes the others. ``M`` is ``"oracle"`` (``max |Θ*|`` over all entries, as demo.py) or a
-number. Times are wall seconds on one core after a warm-up solve (numba's compile excluded).
+number. Times are wall seconds on one core after a warm-up solve (numba's compile excluded: about
+7 s once per checkout, then cached; see _kernels.py). Measured times below: 2 shared CPU cores.
 
 ``graphs.tab1`` — BnB vs an exact reference and an off-the-shelf MIP (spec §2.8 item 1).
     p (list), n, model, half_bandwidth, rho, kappa, lambda0, lambda2, M, gap_tol, time_limit,
@@ -12,7 +13,7 @@ number. Times are wall seconds on one core after a warm-up solve (numba's compil
     scip (p ≤ 30; SCIP stands in for Gurobi/MOSEK)} × objective, lower_bound, gap, n_nodes,
     seconds, status, n_edges, excess (objective / best − 1).
     smoke: p=[5], n=100, toeplitz s=1, λ0=λ2=0.05, gap_tol=1e-3, time_limit=20, scip, 60 s.
-    Measured: ≈ 1.3 s (0.5 s enumeration of the 1024 supports, 0.01 s BnB, 0.6 s SCIP).
+    Measured: ≈ 2 s (0.07 s enumeration of the 1024 supports, 0.01 s BnB, 0.6-1.4 s SCIP).
     full: p=[5, 10, 20, 30, 50, 100], time_limit=3600, scip_time_limit=3600, replicates=5.
 
 ``graphs.tab2`` — BnB gap / nodes / time vs p (spec §2.8 item 2).
@@ -29,7 +30,7 @@ number. Times are wall seconds on one core after a warm-up solve (numba's compil
     (spec §2.8 item 3). p (list), n, model, half_bandwidth, lambda0, lambda2, M, solvers,
     bnb_time_limit (0 = no BnB row), replicates. Rows: solver × objective, seconds, n_edges,
     sweeps, swaps, excess over the best row. smoke: p=[30], n=100, toeplitz s=3, λ0=λ2=0.05,
-    solvers cd, cdpsi, ascd, ascdpsi, no BnB. Measured: ≈ 0.1 s.
+    solvers cd, cdpsi, ascd, ascdpsi, no BnB. Measured: ≈ 0.01 s.
     full: p=[30, 100, 300], bnb_time_limit=3600, replicates=10.
 
 ``graphs.tab4`` — statistical performance vs n (spec §2.8 item 4): GraphL0 (λ0 tuned on a
@@ -40,14 +41,15 @@ number. Times are wall seconds on one core after a warm-up solve (numba's compil
     seconds (supports over all p² entries with threshold 1e-3, as the reference ``check_support``;
     the diagonal is always a true positive, so ``mcc_offdiag`` leaves it out).
     smoke: toeplitz s=1, p=15, n=[50, 200], 3 replicates, λ2=0.05, 4-point λ0 grid
-    [0.01, 0.03, 0.1, 0.3], baseline grid the same, solver cdpsi. Measured: ≈ 2 s.
+    [0.01, 0.03, 0.1, 0.3], baseline grid the same, solver cdpsi. Measured: ≈ 0.6 s.
     full: models=[toeplitz, uniform], p=100, n=[50, 100, 200, 500, 1000], 8-point grids,
     solver bnb with time_limit=300, replicates=20.
 
 ``graphs.scaling`` — heuristic time vs p with the growth exponent (slope of log seconds on
     log p, least squares). p (list), n, model, half_bandwidth, lambda0, lambda2, M, solvers,
     repeats (median). smoke: p=[25, 50, 100], n=200, toeplitz s=3, λ0=λ2=0.05, cdpsi and
-    ascdpsi, 1 repeat. Measured: ≈ 1 s. full / benchmark: p=[50, 100, 200, 500, 1000], 3 repeats.
+    ascdpsi, 1 repeat. Measured: ≈ 0.05 s. full / benchmark: p=[50, 100, 200, 500, 1000], 3 repeats
+    (measured: CDPSI 8.1 s at p = 1000, exponent 3.0; ASCDPSI 1.9 s, exponent 2.8).
 """
 from __future__ import annotations
 
