@@ -103,7 +103,8 @@ def solve_strengthened(prob: GraphProblem, kinds: np.ndarray, bounds: DiagonalBo
     Z = np.zeros((p, p)) if warm_Z is None else np.array(warm_Z, dtype=float)
     Z = np.where(kinds == ONE, 1.0, np.where((kinds == ZERO) | (Theta == 0), 0.0, Z))
     # an indicator must cover its θ (|θ| ≤ Mz); start the others from the perspective's choice
-    need = (kinds == FREE) & (Theta != 0) & (Z * prob.M < np.abs(Theta))
+    covered = (Z > 0) if math.isinf(prob.M) else (Z * prob.M >= np.abs(Theta))
+    need = (kinds == FREE) & (Theta != 0) & ~covered
     Z[need] = np.minimum(1.0, np.abs(Theta[need]) / min(prob.M, prob.ratio))
     np.fill_diagonal(Z, 0.0)
     Rt = prob.residuals(Theta)
