@@ -1,7 +1,7 @@
 from _common import start
 
 sm = snakemake  # noqa: F821
-start(sm)
+start(sm, torch=False)
 from reprise.papers.experiment_study import read_rows, render_experiment  # noqa: E402
 from reprise.papers.manifest import load_manifest  # noqa: E402
 

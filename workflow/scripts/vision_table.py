@@ -1,7 +1,7 @@
 from _common import start
 
 sm = snakemake  # noqa: F821
-start(sm)
+start(sm, torch=False)
 from reprise.papers.manifest import load_manifest  # noqa: E402
 from reprise.papers.vision_study import read_rows, render_vision_study  # noqa: E402
 
