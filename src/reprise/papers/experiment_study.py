@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 from reprise.io import ReproError, atomic_path
 from reprise.papers.manifest import Check, Manifest
 from reprise.papers.plan import is_smoke, paper_seeds, scale_name
-from reprise.papers.tables import SMOKE_LABEL, write_md_tex
+from reprise.papers.tables import caption_tail, write_md_tex
 
 SEED = "seed"
 COUNT = "n_rows"  # a table cell's number of averaged rows (replicates x seeds)
@@ -104,12 +104,7 @@ def experiment_caption(manifest: Manifest, experiment: str, scale_cfg: Mapping) 
     parts = [spec.caption.rstrip(". ") + ".",
              f"Regenerated at scale '{scale_name(scale_cfg)}' with seed{'s' if len(seeds) > 1 else ''} "
              f"{', '.join(map(str, seeds))} ({spec.kind}: {shown})."]
-    protocol = manifest.protocol.get(scale_name(scale_cfg))
-    if protocol:
-        parts.append(f"Protocol: {protocol.rstrip('. ')}.")
-    if is_smoke(scale_cfg):
-        parts.append(SMOKE_LABEL + ".")
-    return " ".join(parts)
+    return " ".join(parts + caption_tail(manifest, scale_cfg))
 
 
 def summary_frame(manifest: Manifest, experiment: str, rows):

@@ -546,18 +546,25 @@ def _experiment_seeds(raw) -> Mapping[str, tuple[int, ...]] | None:
     return MappingProxyType({k: tuple(v) for k, v in raw.items()})
 
 
-def _checks(path: Path, m: dict, experiments: Mapping[str, Experiment], sources: Mapping[str, Source]) -> tuple[Check, ...]:
-    out, seen = [], set()
-    for i, c in enumerate(m.get("checks") or ()):
-        where = f"checks[{i}]"
+def _entries(path: Path, m: dict, key: str, what: str, sources: Mapping[str, Source]):
+    """(index, entry, where) of the list ``m[key]`` (claims, checks): ids unique, sources declared."""
+    seen = set()
+    for i, c in enumerate(m.get(key) or ()):
+        where = f"{key}[{i}]"
         if c["id"] in seen:
-            raise _fail(path, f"{where}.id", f"check id {c['id']!r} appears twice", "give each check its own id")
+            raise _fail(path, f"{where}.id", f"{what} id {c['id']!r} appears twice", f"give each {what} its own id")
         seen.add(c["id"])
+        if c["source"] not in sources:
+            raise _fail(path, f"{where}.source", f"unknown source {c['source']!r}", f"use one of {sorted(sources)}")
+        yield i, c, where
+
+
+def _checks(path: Path, m: dict, experiments: Mapping[str, Experiment], sources: Mapping[str, Source]) -> tuple[Check, ...]:
+    out = []
+    for i, c, where in _entries(path, m, "checks", "check", sources):
         if c["experiment"] not in experiments:
             raise _fail(path, f"{where}.experiment", f"unknown experiment {c['experiment']!r}",
                         f"use one of {sorted(experiments)}")
-        if c["source"] not in sources:
-            raise _fail(path, f"{where}.source", f"unknown source {c['source']!r}", f"use one of {sorted(sources)}")
         out.append(Check(id=c["id"], text=c["text"], experiment=c["experiment"],
                          where=MappingProxyType(dict(c.get("where") or {})), metric=c["metric"],
                          value=None if c.get("value") is None else float(c["value"]),
@@ -572,16 +579,10 @@ def _row(r: Mapping) -> Row:
 
 
 def _claims(path: Path, m: dict, tables: Mapping[str, Table], sources: Mapping[str, Source]) -> tuple[Claim, ...]:
-    out, seen = [], set()
-    for i, c in enumerate(m.get("claims") or ()):
-        where = f"claims[{i}]"
-        if c["id"] in seen:
-            raise _fail(path, f"{where}.id", f"claim id {c['id']!r} appears twice", "give each claim its own id")
-        seen.add(c["id"])
+    out = []
+    for i, c, where in _entries(path, m, "claims", "claim", sources):
         if c["table"] not in tables:
             raise _fail(path, f"{where}.table", f"unknown table {c['table']!r}", f"use one of {sorted(tables)}")
-        if c["source"] not in sources:
-            raise _fail(path, f"{where}.source", f"unknown source {c['source']!r}", f"use one of {sorted(sources)}")
         rows = {r.key for r in tables[c["table"]].rows if r.skip is None}
         for key in [c["method"], *c["baselines"]]:
             if key not in rows:

@@ -83,12 +83,18 @@ def study_caption(manifest: Manifest, study: str, scale_cfg: Mapping) -> str:
     form = {"rel_err": "‖XΔWᵀ‖/‖XWᵀ‖", "rel_err_sq": "‖XΔWᵀ‖²/‖XWᵀ‖²"}[spec.error]
     parts.append(f"Error: {form} on the calibration inputs ({spec.error}, from the objective tr(ΔW G ΔWᵀ) "
                  "and reference energy tr(W G Wᵀ)).")
+    return " ".join(parts + caption_tail(manifest, scale_cfg))
+
+
+def caption_tail(manifest: Manifest, scale_cfg: Mapping) -> list[str]:
+    """The last sentences of a study's or experiment's caption: the scale's protocol, the smoke label."""
+    parts = []
     protocol = manifest.protocol.get(scale_name(scale_cfg))
     if protocol:
         parts.append(f"Protocol: {protocol.rstrip('. ')}.")
     if is_smoke(scale_cfg):
         parts.append(SMOKE_LABEL + ".")
-    return " ".join(parts)
+    return parts
 
 
 def table_frame(manifest: Manifest, table_id: str, scale_cfg: Mapping, results: Results) -> tuple[list[str], list[dict]]:
