@@ -21,7 +21,7 @@ def test_every_experiment_is_registered_and_full_params_validate():
     ("fig1", {"s": 40}, "s=40 exceeds p=30"),
     ("sim_q", {"q_values": []}, "q_values"),
     ("sim_q", {"replicates": 0}, "replicates"),
-    ("sim_q", {"methods": ["lasso"]}, "unknown method"),
+    ("sim_q", {"methods": ["lasso"]}, "'lasso' is unknown"),
     ("tab3", {"lambda_z": -1}, "lambda_z"),
     ("tab3", {"tune": "yes"}, "tune"),
     ("real_substitute", {"n_values": [50.5]}, "n_values"),

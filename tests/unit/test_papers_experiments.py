@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprise.experiments import EXPERIMENTS, experiment, get_experiment, run_job
+from reprise.experiments import (EXPERIMENTS, boolean, choice, experiment, get_experiment, integer, list_of, optional,
+                                 params, real, run_job)
 from reprise.io import ReproError
 from reprise.papers import load_manifest
 from reprise.papers.experiment_study import (check_results, experiment_file, experiment_jobs, experiment_params,
@@ -93,6 +94,21 @@ def test_registry_errors():
         experiment("nopackage")
     with pytest.raises(ReproError, match="unknown package"):
         get_experiment("xyz.tab1")
+
+
+def test_params_kit():
+    spec = {"n": (3, integer(1)), "rate": (0.5, real(0.0, strict=True, high=1.0)), "ok": (False, boolean),
+            "xs": ([0.1], list_of(real(0.0))), "kind": ("a", choice("a", "b")), "cap": (None, optional(integer(0)))}
+    p = params("sam.demo", {"n": np.int64(7), "ok": np.True_}, spec)
+    assert p == {"n": 7, "rate": 0.5, "ok": True, "xs": [0.1], "kind": "a", "cap": None}
+    assert type(p["n"]) is int and type(p["ok"]) is bool
+    with pytest.raises(ReproError, match="sam.demo: unknown params 'nope'"):
+        params("sam.demo", {"nope": 1}, spec)
+    with pytest.raises(ReproError, match=r"sam.demo: params\['xs'\]\[1\]=-0.1 must be a finite number ≥ 0"):
+        params("sam.demo", {"xs": [0.2, -0.1]}, spec)
+    for bad in ({"n": 0}, {"n": True}, {"n": 2.0}, {"rate": 0}, {"rate": 1.5}, {"xs": []}, {"kind": "c"}):
+        with pytest.raises(ReproError, match=repr(next(iter(bad)))):
+            params("sam.demo", bad, spec)
 
 
 def test_job_files_and_table_over_seeds(m, tmp_path):

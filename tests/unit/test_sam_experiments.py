@@ -16,13 +16,13 @@ def test_all_figures_are_registered():
 
 @pytest.mark.parametrize("name,params,key", [
     ("sam.fig1", {"nope": 1}, "nope"),
-    ("sam.fig1", {"n": 2.5}, "'n' must be an integer"),
-    ("sam.fig1", {"sigma": -1}, "'sigma' must be >= 0"),
+    ("sam.fig1", {"n": 2.5}, r"params\['n'\]=2.5 must be an integer"),
+    ("sam.fig1", {"sigma": -1}, r"params\['sigma'\]=-1 must be a finite number ≥ 0"),
     ("sam.fig1", {"design": "weird"}, "'design'"),
     ("sam.fig2", {"normalise_kernel": "yes"}, "normalise_kernel"),
     ("sam.fig3", {"problem": "tree"}, "'problem'"),
     ("sam.fig3", {"batch_size": 500}, "batch_size"),
-    ("sam.fig4", {"rhos": ["x"]}, r"rhos\[0\]"),
+    ("sam.fig4", {"rhos": ["x"]}, r"rhos'\]\[0\]"),
     ("sam.fig5", {"dataset": "cifar10"}, "'dataset'"),
 ])
 def test_bad_params_name_the_key(name, params, key):

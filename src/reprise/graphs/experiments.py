@@ -61,7 +61,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from reprise.experiments import experiment
+from reprise.experiments import experiment, reject_unknown
 from reprise.io import ReproError
 from reprise.sparsity import rel_frobenius, support_counts
 
@@ -78,9 +78,7 @@ _TAGS = {"tab1": 1, "tab2": 2, "tab3": 3, "tab4": 4, "scaling": 5}
 # --------------------------------------------------------------------------- params
 
 def _params(name: str, params: Mapping[str, Any], defaults: dict) -> dict:
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ReproError(f"{name}: unknown param(s) {unknown}; it takes {sorted(defaults)}")
+    reject_unknown(name, params, defaults)
     out = {**defaults, **dict(params)}
     for key in ("n", "replicates", "half_bandwidth", "repeats", "p"):
         if key in out and not isinstance(out[key], (list, tuple)) and out[key] is not None:

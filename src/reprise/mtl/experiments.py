@@ -67,7 +67,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from reprise.experiments import experiment
+from reprise.experiments import boolean, choice, experiment, integer, list_of, optional, params as _params, real
 from reprise.io import ReproError
 from reprise.mtl._core import multitask_rmse, prepare
 from reprise.mtl.data import MultiTaskData, fscv_like, simulate_demo, simulate_fig1, simulate_multitask
@@ -121,60 +121,21 @@ SMOKE_SECONDS = {"fig1": 0.8, "sim_q": 3.6, "tab3": 0.3, "real_substitute": 6.4}
 
 # --------------------------------------------------------------------------- params
 
-def _num(key, v, *, integer=False, low=None, allow_none=False):
-    if v is None and allow_none:
-        return None
-    ok = isinstance(v, (int, np.integer)) if integer else isinstance(v, (int, float, np.integer, np.floating))
-    if isinstance(v, bool) or not ok or not np.isfinite(v) or (low is not None and v < low):
-        kind = "an integer" if integer else "a number"
-        raise ReproError(f"param {key}={v!r} must be {kind}" + (f" >= {low}" if low is not None else ""))
-    return int(v) if integer else float(v)
-
-
-def _list(key, v, *, integer=False, low=None):
-    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)) or len(v) == 0:
-        raise ReproError(f"param {key}={v!r} must be a non-empty list")
-    return [_num(f"{key}[{i}]", x, integer=integer, low=low) for i, x in enumerate(v)]
-
-
-_KINDS = {
-    "K": dict(integer=True, low=1), "p": dict(integer=True, low=1), "n": dict(integer=True, low=4),
-    "n_test": dict(integer=True, low=1, allow_none=True), "s": dict(integer=True, low=1),
-    "common_size": dict(integer=True, low=0), "q": dict(integer=True, low=0), "r_card": dict(integer=True, low=1),
-    "r": dict(integer=True, low=1), "r_p": dict(low=0), "rho": dict(low=0), "sigma2": dict(low=0),
-    "n_folds": dict(integer=True, low=2), "replicates": dict(integer=True, low=1), "beta_var": dict(low=0),
-    "tau": dict(low=0), "s_true": dict(integer=True, low=1), "snr_db": dict(), "lambda1": dict(low=0),
-    "lambda_z": dict(low=0), "big_m": dict(low=0, allow_none=True), "oa_time_limit": dict(low=0),
+_CHECKS = {
+    "K": integer(1), "p": integer(1), "n": integer(4), "n_test": optional(integer(1)), "s": integer(1),
+    "common_size": integer(0), "q": integer(0), "r_card": integer(1), "r": integer(1), "r_p": real(0),
+    "rho": real(0), "sigma2": real(0), "n_folds": integer(2), "replicates": integer(1), "beta_var": real(0),
+    "tau": real(0), "s_true": integer(1), "snr_db": real(), "lambda1": real(0), "lambda_z": real(0),
+    "big_m": optional(real(0)), "oa_time_limit": real(0),
+    "lambda1_grid": list_of(real(0)), "lambda2_grid": list_of(real(0)), "lambda_z_grid": list_of(real(0)),
+    "n_values": list_of(integer(4)), "s_values": list_of(integer(1)), "q_values": list_of(integer(0)),
+    "s_grid": list_of(integer(1)), "methods": list_of(choice(*METHODS)), "tune": boolean,
 }
-_LISTS = {"lambda1_grid": dict(low=0), "lambda2_grid": dict(low=0), "lambda_z_grid": dict(low=0),
-          "n_values": dict(integer=True, low=4), "s_values": dict(integer=True, low=1),
-          "q_values": dict(integer=True, low=0), "s_grid": dict(integer=True, low=1)}
 
 
 def validate_params(exp_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """Smoke defaults overlaid with ``params``; unknown keys and bad values raise a ReproError."""
-    if not isinstance(params, Mapping):
-        raise ReproError(f"mtl.{exp_id}: params must be a mapping, got {type(params).__name__}")
-    defaults = SMOKE_PARAMS[exp_id]
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ReproError(f"mtl.{exp_id}: unknown param(s) {', '.join(unknown)}; known: {', '.join(sorted(defaults))}")
-    out = {**defaults, **params}
-    for key, value in out.items():
-        if key in _KINDS:
-            out[key] = _num(key, value, **_KINDS[key])
-        elif key in _LISTS:
-            out[key] = _list(key, value, **_LISTS[key])
-        elif key == "methods":
-            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
-                raise ReproError(f"param methods={value!r} must be a non-empty list of {', '.join(METHODS)}")
-            bad = [m for m in value if m not in METHODS]
-            if bad:
-                raise ReproError(f"param methods has unknown method(s) {bad}; use {', '.join(METHODS)}")
-            out[key] = list(value)
-        elif key == "tune":
-            if not isinstance(value, bool):
-                raise ReproError(f"param tune={value!r} must be true or false")
+    out = _params(f"mtl.{exp_id}", params, {key: (value, _CHECKS[key]) for key, value in SMOKE_PARAMS[exp_id].items()})
     if "rho" in out and out["rho"] >= 1:
         raise ReproError(f"param rho={out['rho']} must be < 1")
     if "r_p" in out and not 0 < out["r_p"] <= 1:

@@ -85,81 +85,18 @@ nmf.robustness_toy — §7.6 item 1: a 2-D toy for the strong/weak robustness fi
 from __future__ import annotations
 
 import math
-import numbers
 import time
 import warnings
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from reprise.experiments import experiment
+from reprise.experiments import boolean, check_seed, choice, experiment, integer, list_of, params as _params, real
 from reprise.io import ReproError
 from reprise.nmf.core import objective, strong_robustness, weak_robustness
 from reprise.nmf.data import DIGITS_SIDE, load_digits_matrix, make_synthetic
 from reprise.nmf.estimator import ArchetypalNMF
-
-# --------------------------------------------------------------------------- parameter checking
-
-Check = Callable[[str, Any], Any]
-
-
-def _int(low: int, high: int | None = None) -> Check:
-    def check(key, v):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low or (high is not None and v > high):
-            span = f"in [{low}, {high}]" if high is not None else f"≥ {low}"
-            raise ReproError(f"params[{key!r}]={v!r} must be an integer {span}")
-        return int(v)
-    return check
-
-
-def _real(low: float = 0.0, strict: bool = False, high: float | None = None) -> Check:
-    def check(key, v):
-        ok = not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
-        ok = ok and (v > low if strict else v >= low) and (high is None or v <= high)
-        if not ok:
-            rel = ">" if strict else "≥"
-            raise ReproError(f"params[{key!r}]={v!r} must be a finite number {rel} {low}"
-                             + (f" and ≤ {high}" if high is not None else ""))
-        return float(v)
-    return check
-
-
-def _list(item: Check) -> Check:
-    def check(key, v):
-        if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
-            raise ReproError(f"params[{key!r}]={v!r} must be a non-empty list")
-        v = list(v)
-        if not v:
-            raise ReproError(f"params[{key!r}] is empty; give at least one value")
-        return [item(f"{key}[]", x) for x in v]
-    return check
-
-
-def _choice(*choices: str) -> Check:
-    def check(key, v):
-        if v not in choices:
-            raise ReproError(f"params[{key!r}]={v!r} is unknown; use one of {', '.join(choices)}")
-        return v
-    return check
-
-
-def _bool(key, v):
-    if not isinstance(v, bool):
-        raise ReproError(f"params[{key!r}]={v!r} must be true or false")
-    return v
-
-
-def _validate(name: str, params: Mapping[str, Any], spec: dict[str, tuple[Any, Check]], seed) -> dict[str, Any]:
-    if not isinstance(params, Mapping):
-        raise ReproError(f"{name}: params must be a mapping, got {type(params).__name__}")
-    unknown = sorted(set(params) - set(spec))
-    if unknown:
-        raise ReproError(f"{name}: unknown params {', '.join(map(repr, unknown))}; known: {', '.join(sorted(spec))}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ReproError(f"{name}: seed={seed!r} must be an integer ≥ 0")
-    return {key: check(key, params.get(key, default)) for key, (default, check) in spec.items()}
-
 
 def _budget(frac: float, k: int, n: int) -> int:
     return max(1, min(k * n, int(round(frac * k * n))))
@@ -196,14 +133,14 @@ def _saa(method: str, k: int, ell: int, lam: float, p: dict, seed: int) -> Arche
 
 
 _SOLVER = {
-    "n_lambdas": (3, _int(1)), "lambda_max": (30.0, _real(0.0, strict=True)), "max_iter": (100, _int(1)),
-    "tol": (1e-4, _real(0.0)),
+    "n_lambdas": (3, integer(1)), "lambda_max": (30.0, real(0.0, strict=True)), "max_iter": (100, integer(1)),
+    "tol": (1e-4, real(0.0)),
 }
 _MIP = {
-    "mip_max_cuts": (5, _int(1)), "mip_time_limit": (20.0, _real(0.0, strict=True)), "mip_gap": (0.05, _real(0.0)),
-    "mip_big_m": (1.0, _real(0.0, strict=True)), "mip_master_gap": (1e-2, _real(0.0)),
+    "mip_max_cuts": (5, integer(1)), "mip_time_limit": (20.0, real(0.0, strict=True)), "mip_gap": (0.05, real(0.0)),
+    "mip_big_m": (1.0, real(0.0, strict=True)), "mip_master_gap": (1e-2, real(0.0)),
 }
-_SYNTH = {"m": (20, _int(1)), "n": (60, _int(1)), "k": (4, _int(1))}
+_SYNTH = {"m": (20, integer(1)), "n": (60, integer(1)), "k": (4, integer(1))}
 
 
 def _check_k(name: str, p: dict, m_key: str = "m") -> None:
@@ -218,14 +155,15 @@ def _check_k(name: str, p: dict, m_key: str = "m") -> None:
 @experiment("nmf.tab_synth")
 def tab_synth(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """Robustness distances and reconstruction error vs σ, ℓ and λ (module docstring)."""
-    p = _validate("nmf.tab_synth", params, {
+    check_seed("nmf.tab_synth", seed)
+    p = _params("nmf.tab_synth", params, {
         **_SYNTH, **_SOLVER, **_MIP,
-        "sigmas": ([0.1, 0.5], _list(_real(0.0))), "ell_fracs": ([0.5], _list(_real(0.0, strict=True, high=1.0))),
-        "lams": ([0.0, 1.0], _list(_real(0.0))),
-        "methods": (["saa", "saa_ls", "nmf"], _list(_choice(*SAA_METHODS, "nmf"))),
-        "ls_size": (2, _int(1)), "ls_max_iter": (2, _int(0)), "replicates": (1, _int(1)),
-        "nmf_max_iter": (500, _int(1)),
-    }, seed)
+        "sigmas": ([0.1, 0.5], list_of(real(0.0))), "ell_fracs": ([0.5], list_of(real(0.0, strict=True, high=1.0))),
+        "lams": ([0.0, 1.0], list_of(real(0.0))),
+        "methods": (["saa", "saa_ls", "nmf"], list_of(choice(*SAA_METHODS, "nmf"))),
+        "ls_size": (2, integer(1)), "ls_max_iter": (2, integer(0)), "replicates": (1, integer(1)),
+        "nmf_max_iter": (500, integer(1)),
+    })
     _check_k("nmf.tab_synth", p)
     m, n, k = p["m"], p["n"], p["k"]
     rows = []
@@ -267,11 +205,12 @@ def tab_synth(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
 @experiment("nmf.tab_mip")
 def tab_mip(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """MIP initialisation against random initialisation (module docstring)."""
-    p = _validate("nmf.tab_mip", params, {
+    check_seed("nmf.tab_mip", seed)
+    p = _params("nmf.tab_mip", params, {
         **_SYNTH, **_SOLVER, **_MIP,
-        "sigma": (0.5, _real(0.0)), "ell_frac": (0.5, _real(0.0, strict=True, high=1.0)), "lam": (1.0, _real(0.0)),
-        "replicates": (1, _int(1)),
-    }, seed)
+        "sigma": (0.5, real(0.0)), "ell_frac": (0.5, real(0.0, strict=True, high=1.0)), "lam": (1.0, real(0.0)),
+        "replicates": (1, integer(1)),
+    })
     _check_k("nmf.tab_mip", p)
     m, n, k = p["m"], p["n"], p["k"]
     ell = _budget(p["ell_frac"], k, n)
@@ -300,12 +239,13 @@ def tab_mip(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
 @experiment("nmf.fig_ls")
 def fig_ls(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """Objective after continuation and after each local-search round (module docstring)."""
-    p = _validate("nmf.fig_ls", params, {
+    check_seed("nmf.fig_ls", seed)
+    p = _params("nmf.fig_ls", params, {
         **_SYNTH, **_SOLVER, **_MIP,
-        "sigma": (0.5, _real(0.0)), "ell_frac": (0.5, _real(0.0, strict=True, high=1.0)), "lam": (1.0, _real(0.0)),
-        "init": ("random", _choice("random", "mip")), "ls_size": (2, _int(1)), "ls_max_iter": (2, _int(1)),
-        "replicates": (1, _int(1)),
-    }, seed)
+        "sigma": (0.5, real(0.0)), "ell_frac": (0.5, real(0.0, strict=True, high=1.0)), "lam": (1.0, real(0.0)),
+        "init": ("random", choice("random", "mip")), "ls_size": (2, integer(1)), "ls_max_iter": (2, integer(1)),
+        "replicates": (1, integer(1)),
+    })
     _check_k("nmf.fig_ls", p)
     from reprise.nmf.local_search import local_search
 
@@ -340,13 +280,15 @@ def fig_ls(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
 @experiment("nmf.digits")
 def digits(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """Archetype images of load_digits and reconstruction/clustering metrics (module docstring)."""
-    p = _validate("nmf.digits", params, {
+    check_seed("nmf.digits", seed)
+    p = _params("nmf.digits", params, {
         **_SOLVER,
-        "n_images": (300, _int(1, 1797)), "k": (10, _int(1)), "ell_frac": (0.3, _real(0.0, strict=True, high=1.0)),
-        "lam": (1.0, _real(0.0)), "local_search": (False, _bool), "ls_size": (2, _int(1)), "ls_max_iter": (4, _int(0)),
-        "methods": (["saa", "sparse_nmf", "nmf"], _list(_choice("saa", "sparse_nmf", "nmf"))),
-        "nmf_max_iter": (500, _int(1)),
-    }, seed)
+        "n_images": (300, integer(1, 1797)), "k": (10, integer(1)), "ell_frac": (0.3, real(0.0, strict=True, high=1.0)),
+        "lam": (1.0, real(0.0)), "local_search": (False, boolean), "ls_size": (2, integer(1)),
+        "ls_max_iter": (4, integer(0)),
+        "methods": (["saa", "sparse_nmf", "nmf"], list_of(choice("saa", "sparse_nmf", "nmf"))),
+        "nmf_max_iter": (500, integer(1)),
+    })
     _check_k("nmf.digits", p, "n_images")
     from sklearn.metrics import adjusted_rand_score
 
@@ -392,18 +334,19 @@ def robustness_toy(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """The 2-D toy of strong/weak robustness: data, hull and archetypes as points (module docstring)."""
     from scipy.spatial import ConvexHull, QhullError
 
-    def points(key, v):
+    def points(where, v):
         arr = np.asarray(v, dtype=float) if not isinstance(v, (str, bytes)) else None
         if arr is None or arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 2 or np.any(arr < 0) \
                 or not np.all(np.isfinite(arr)):
-            raise ReproError(f"params[{key!r}] must be a list of ≥ 2 nonnegative 2-D points [[x, y], ...]")
+            raise ReproError(f"{where} must be a list of ≥ 2 nonnegative 2-D points [[x, y], ...]")
         return arr.tolist()
 
-    p = _validate("nmf.robustness_toy", params, {
-        **_SOLVER, "max_iter": (300, _int(1)), "tol": (1e-6, _real(0.0)),
-        "m": (60, _int(3)), "sigma": (0.03, _real(0.0)), "ell": (5, _int(1)),
-        "lams": ([0.0, 1.0, 10.0], _list(_real(0.0))), "archetypes": (TOY_ARCHETYPES, points),
-    }, seed)
+    check_seed("nmf.robustness_toy", seed)
+    p = _params("nmf.robustness_toy", params, {
+        **_SOLVER, "max_iter": (300, integer(1)), "tol": (1e-6, real(0.0)),
+        "m": (60, integer(3)), "sigma": (0.03, real(0.0)), "ell": (5, integer(1)),
+        "lams": ([0.0, 1.0, 10.0], list_of(real(0.0))), "archetypes": (TOY_ARCHETYPES, points),
+    })
     H0 = np.asarray(p["archetypes"], dtype=float)
     k = H0.shape[0]
     if p["ell"] > 2 * k:

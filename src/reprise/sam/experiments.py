@@ -53,11 +53,12 @@ fig5, optionally more ``epochs``/``hidden``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from functools import partial
+from typing import Any, Mapping
 
 import numpy as np
 
-from reprise.experiments import experiment
+from reprise.experiments import boolean, choice, experiment, integer, list_of, params as _validate, real
 from reprise.io import ReproError
 from reprise.sam import theory
 from reprise.sam.simulate import (DESIGN_STREAM, log_grid, rbf_kernel, simulate_kernel, simulate_least_squares,
@@ -66,68 +67,10 @@ from reprise.sam.simulate import (DESIGN_STREAM, log_grid, rbf_kernel, simulate_
 COLUMNS = ["experiment", "seed", "method", "ascent", "rho", "eta", "batch_size", "iteration", "unit", "risk", "component",
            "source", "value", "stderr", "n_replicates"]
 
-_NUM = (int, float)
-
-
-# ----------------------------------------------------------------------------------------------------------- params
-def _int(lo=None):
-    def check(key, v):
-        integral = isinstance(v, (int, np.integer)) or isinstance(v, float) and v.is_integer()
-        if isinstance(v, bool) or not integral:
-            raise ReproError(f"param {key!r} must be an integer, got {v!r}")
-        v = int(v)
-        if lo is not None and v < lo:
-            raise ReproError(f"param {key!r} must be >= {lo}, got {v}")
-        return v
-    return check
-
-
-def _float(lo=None, strict=False):
-    def check(key, v):
-        if isinstance(v, bool) or not isinstance(v, _NUM + (np.number,)):
-            raise ReproError(f"param {key!r} must be a number, got {v!r}")
-        v = float(v)
-        if not np.isfinite(v) or lo is not None and (v <= lo if strict else v < lo):
-            raise ReproError(f"param {key!r} must be {'>' if strict else '>='} {lo}, got {v}")
-        return v
-    return check
-
-
-def _floats(lo=0.0):
-    def check(key, v):
-        if isinstance(v, _NUM) and not isinstance(v, bool):
-            v = [v]
-        if not isinstance(v, (list, tuple)):
-            raise ReproError(f"param {key!r} must be a list of numbers, got {v!r}")
-        return [_float(lo)(f"{key}[{i}]", x) for i, x in enumerate(v)]
-    return check
-
-
-def _choice(*options):
-    def check(key, v):
-        if v not in options:
-            raise ReproError(f"param {key!r} = {v!r}; choose one of {', '.join(map(repr, options))}")
-        return v
-    return check
-
-
-def _bool(key, v):
-    if not isinstance(v, (bool, np.bool_)):
-        raise ReproError(f"param {key!r} must be true or false, got {v!r}")
-    return bool(v)
-
-
-def _validate(name: str, params: Mapping[str, Any], spec: Mapping[str, tuple[Any, Callable]]) -> dict[str, Any]:
-    unknown = sorted(set(params) - set(spec))
-    if unknown:
-        raise ReproError(f"{name}: unknown param(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(spec))}")
-    out = {}
-    for key, (default, check) in spec.items():
-        try:
-            out[key] = check(key, params.get(key, default))
-        except ReproError as exc:
-            raise ReproError(f"{name}: {exc}") from None
-    return out
+# params: reprise.experiments' checkers; integers here also take whole floats such as 200.0, and a
+# rho list may be empty or one number
+_integer = partial(integer, whole_floats=True)
+_RHOS = list_of(real(0.0), non_empty=False, scalar=True)
 
 
 def _rows(frame_rows: list[dict], seed: int):
@@ -205,16 +148,16 @@ def kernel_problem(n: int, n_test: int, lengthscale: float, frequency: float, no
     return K, K_test, f(x), f(x_test)
 
 
-_LINEAR = dict(n=(200, _int(2)), p=(100, _int(1)), decay=(1.0, _float(0.0)), beta_scale=(1.0, _float(0.0)),
-               design=("gaussian", _choice("gaussian", "exact")), sigma=(0.5, _float(0.0)),
-               eta=(0.5, _float(0.0, strict=True)), rhos=([0.0, 0.5, 1.0], _floats()),
-               rhos_normalised=([0.1, 0.5], _floats()), iterations=(2000, _int(1)), grid_points=(30, _int(2)),
-               replicates=(200, _int(2)), design_seed=(0, _int(0)))
-_KERNEL = dict(n=(200, _int(2)), lengthscale=(0.1, _float(0.0, strict=True)), frequency=(1.0, _float(0.0)),
-               normalise_kernel=(True, _bool), n_test=(400, _int(1)), sigma=(0.5, _float(0.0)),
-               eta=(0.5, _float(0.0, strict=True)), rhos=([0.0, 0.5, 1.0], _floats()),
-               rhos_normalised=([0.1, 0.5], _floats()), iterations=(1000, _int(1)), grid_points=(30, _int(2)),
-               replicates=(200, _int(2)), design_seed=(0, _int(0)))
+_LINEAR = dict(n=(200, _integer(2)), p=(100, _integer(1)), decay=(1.0, real(0.0)), beta_scale=(1.0, real(0.0)),
+               design=("gaussian", choice("gaussian", "exact")), sigma=(0.5, real(0.0)),
+               eta=(0.5, real(0.0, strict=True)), rhos=([0.0, 0.5, 1.0], _RHOS),
+               rhos_normalised=([0.1, 0.5], _RHOS), iterations=(2000, _integer(1)), grid_points=(30, _integer(2)),
+               replicates=(200, _integer(2)), design_seed=(0, _integer(0)))
+_KERNEL = dict(n=(200, _integer(2)), lengthscale=(0.1, real(0.0, strict=True)), frequency=(1.0, real(0.0)),
+               normalise_kernel=(True, boolean), n_test=(400, _integer(1)), sigma=(0.5, real(0.0)),
+               eta=(0.5, real(0.0, strict=True)), rhos=([0.0, 0.5, 1.0], _RHOS),
+               rhos_normalised=([0.1, 0.5], _RHOS), iterations=(1000, _integer(1)), grid_points=(30, _integer(2)),
+               replicates=(200, _integer(2)), design_seed=(0, _integer(0)))
 
 
 def _check_rhos(name, P, eigvals):
@@ -280,10 +223,10 @@ def fig2(params: Mapping[str, Any], seed: int):
 def fig3(params: Mapping[str, Any], seed: int):
     """Mini-batch GD vs SAM (one batch for ascent and descent), Monte-Carlo, with the full-batch closed form."""
     params = dict(params)
-    problem = _choice("linear", "kernel")("problem", params.pop("problem", "linear"))
+    problem = choice("linear", "kernel")("sam.fig3: params['problem']", params.pop("problem", "linear"))
     base = dict(_LINEAR if problem == "linear" else _KERNEL)
-    base.update(batch_size=(20, _int(1)), replicates=(50, _int(2)), eta=(0.25, _float(0.0, strict=True)),
-                rhos_normalised=([0.1], _floats()))
+    base.update(batch_size=(20, _integer(1)), replicates=(50, _integer(2)), eta=(0.25, real(0.0, strict=True)),
+                rhos_normalised=([0.1], _RHOS))
     P = _validate("sam.fig3", params, base)
     if P["batch_size"] > P["n"]:
         raise ReproError(f"sam.fig3: param 'batch_size' = {P['batch_size']} exceeds n = {P['n']}")
@@ -296,11 +239,11 @@ def fig4(params: Mapping[str, Any], seed: int):
     """Teacher–student one-hidden-layer ReLU net: test error vs iteration (GD vs SAM) and the final sharpness."""
     from reprise.sam.network import teacher_student_data, train_teacher_student
 
-    spec = dict(d=(20, _int(1)), width=(50, _int(1)), n=(500, _int(1)), n_test=(2000, _int(1)),
-                teacher_width=(4, _int(1)), noise=(0.5, _float(0.0)), lr=(0.05, _float(0.0, strict=True)),
-                steps=(2000, _int(1)), rhos=([0.0, 0.05, 0.2], _floats()),
-                ascent=("normalised", _choice("normalised", "unnormalised")), grid_points=(30, _int(2)),
-                power_iters=(100, _int(1)), design_seed=(0, _int(0)))
+    spec = dict(d=(20, _integer(1)), width=(50, _integer(1)), n=(500, _integer(1)), n_test=(2000, _integer(1)),
+                teacher_width=(4, _integer(1)), noise=(0.5, real(0.0)), lr=(0.05, real(0.0, strict=True)),
+                steps=(2000, _integer(1)), rhos=([0.0, 0.05, 0.2], _RHOS),
+                ascent=("normalised", choice("normalised", "unnormalised")), grid_points=(30, _integer(2)),
+                power_iters=(100, _integer(1)), design_seed=(0, _integer(0)))
     P = _validate("sam.fig4", params, spec)
     data = teacher_student_data(P["d"], P["n"], P["n_test"], P["teacher_width"], P["noise"], P["design_seed"])
     grid = log_grid(P["steps"], P["grid_points"])
@@ -323,11 +266,11 @@ def fig5(params: Mapping[str, Any], seed: int):
     """Deep-network figure at reduced size (load_digits MLP, a labelled substitute): SGD vs SAM accuracy per epoch."""
     from reprise.sam.network import train_digits_mlp
 
-    spec = dict(dataset=("digits", _choice("digits")), epochs=(20, _int(1)), batch_size=(32, _int(1)),
-                lr=(0.05, _float(0.0, strict=True)), momentum=(0.9, _float(0.0)), weight_decay=(0.0, _float(0.0)),
-                hidden=(64, _int(1)), rhos=([0.0, 0.05], _floats()),
-                ascent=("normalised", _choice("normalised", "unnormalised")),
-                test_fraction=(0.25, _float(0.0, strict=True)), split_seed=(0, _int(0)))
+    spec = dict(dataset=("digits", choice("digits")), epochs=(20, _integer(1)), batch_size=(32, _integer(1)),
+                lr=(0.05, real(0.0, strict=True)), momentum=(0.9, real(0.0)), weight_decay=(0.0, real(0.0)),
+                hidden=(64, _integer(1)), rhos=([0.0, 0.05], _RHOS),
+                ascent=("normalised", choice("normalised", "unnormalised")),
+                test_fraction=(0.25, real(0.0, strict=True)), split_seed=(0, _integer(0)))
     P = _validate("sam.fig5", params, spec)
     rows = []
     for rho in P["rhos"]:
