@@ -231,13 +231,17 @@ TAB3 = dict(p=[30], n=100, model="toeplitz", half_bandwidth=3, rho=0.5, kappa=2.
             lambda2=0.05, M="oracle", solvers=["cd", "cdpsi", "ascd", "ascdpsi"], bnb_time_limit=0.0, replicates=1)
 
 
+def _check_solvers(name: str, solvers) -> None:
+    for s in solvers:
+        if s not in HEURISTICS:
+            raise ReproError(f"{name}: solvers has {s!r}; use {', '.join(HEURISTICS)}")
+
+
 @experiment("graphs.tab3")
 def tab3(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """Objective and time of the heuristics (and optionally BnB) on the same instances."""
     prm = _params("graphs.tab3", params, TAB3)
-    for s in prm["solvers"]:
-        if s not in HEURISTICS:
-            raise ReproError(f"graphs.tab3: solvers has {s!r}; use {', '.join(HEURISTICS)}")
+    _check_solvers("graphs.tab3", prm["solvers"])
     if not (isinstance(prm["bnb_time_limit"], (int, float)) and prm["bnb_time_limit"] >= 0):
         raise ReproError(f"graphs.tab3: bnb_time_limit={prm['bnb_time_limit']!r} must be ≥ 0 seconds (0: no BnB)")
     _warm_up()
@@ -331,9 +335,7 @@ def growth_exponent(p, seconds) -> float:
 def scaling(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """Heuristic time against p, and the fitted growth exponent of each solver."""
     prm = _params("graphs.scaling", params, SCALING)
-    for s in prm["solvers"]:
-        if s not in HEURISTICS:
-            raise ReproError(f"graphs.scaling: solvers has {s!r}; use {', '.join(HEURISTICS)}")
+    _check_solvers("graphs.scaling", prm["solvers"])
     _warm_up()
     rows = []
     for p in prm["p"]:
