@@ -136,6 +136,8 @@ _SOLVER = {
     "n_lambdas": (3, integer(1)), "lambda_max": (30.0, real(0.0, strict=True)), "max_iter": (100, integer(1)),
     "tol": (1e-4, real(0.0)),
 }
+#: one noisy instance at one budget and one λ (tab_mip and fig_ls)
+_ONE_INSTANCE = {"sigma": (0.5, real(0.0)), "ell_frac": (0.5, real(0.0, strict=True, high=1.0)), "lam": (1.0, real(0.0))}
 _MIP = {
     "mip_max_cuts": (5, integer(1)), "mip_time_limit": (20.0, real(0.0, strict=True)), "mip_gap": (0.05, real(0.0)),
     "mip_big_m": (1.0, real(0.0, strict=True)), "mip_master_gap": (1e-2, real(0.0)),
@@ -207,8 +209,7 @@ def tab_mip(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """MIP initialisation against random initialisation (module docstring)."""
     check_seed("nmf.tab_mip", seed)
     p = _params("nmf.tab_mip", params, {
-        **_SYNTH, **_SOLVER, **_MIP,
-        "sigma": (0.5, real(0.0)), "ell_frac": (0.5, real(0.0, strict=True, high=1.0)), "lam": (1.0, real(0.0)),
+        **_SYNTH, **_SOLVER, **_MIP, **_ONE_INSTANCE,
         "replicates": (1, integer(1)),
     })
     _check_k("nmf.tab_mip", p)
@@ -241,8 +242,7 @@ def fig_ls(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """Objective after continuation and after each local-search round (module docstring)."""
     check_seed("nmf.fig_ls", seed)
     p = _params("nmf.fig_ls", params, {
-        **_SYNTH, **_SOLVER, **_MIP,
-        "sigma": (0.5, real(0.0)), "ell_frac": (0.5, real(0.0, strict=True, high=1.0)), "lam": (1.0, real(0.0)),
+        **_SYNTH, **_SOLVER, **_MIP, **_ONE_INSTANCE,
         "init": ("random", choice("random", "mip")), "ls_size": (2, integer(1)), "ls_max_iter": (2, integer(1)),
         "replicates": (1, integer(1)),
     })
