@@ -22,7 +22,7 @@ from reprise.io import ReproError
 ExperimentFn = Callable[[Mapping[str, Any], int], Any]
 EXPERIMENTS: dict[str, ExperimentFn] = {}
 #: packages whose ``experiments`` module registers experiments (imported on first lookup)
-PACKAGES = ("graphs", "mtl", "nmf", "sam")
+PACKAGES = ("graphs", "mtl", "nmf", "sam", "trees", "dp", "effai")
 
 
 def experiment(name: str) -> Callable[[ExperimentFn], ExperimentFn]:
