@@ -171,18 +171,20 @@ def plan_jobs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                              "minutes": eval_expected_min(shape, n_tokens, gpu, threads), "checkpoint_bytes": 0,
                              "params": shape.params})
         scale = cfg.get("scale", "smoke")
-        for eid, kind, seed in experiment_jobs(manifest, cfg):  # CPU jobs with their manifest's estimate
+        for eid, kind, seed in experiment_jobs(manifest, cfg):  # with their manifest's estimate and device
+            spec = manifest.experiments[eid]
             jobs.append({"paper": paper, "model": "-", "kind": "experiment", "job": (paper, eid, seed),
-                         "minutes": float(manifest.experiments[eid].runtime_min.get(scale, 10)), "checkpoint_bytes": 0,
-                         "params": 0})
+                         "minutes": float(spec.runtime_min.get(scale, 10)), "checkpoint_bytes": 0, "params": 0,
+                         "gpu": bool(gpu and spec.gpus_at(scale))})
     return jobs
 
 
 def _summarise_jobs(jobs: list[dict[str, Any]], gpu: bool, keep: bool) -> dict[str, Any]:
     solves = [j for j in jobs if j["kind"] == "compress"]
     experiments = [j for j in jobs if j["kind"] == "experiment"]
-    hours = round(sum(j["minutes"] for j in jobs if j["kind"] != "experiment") / 60, 1)
-    cpu_only = round(sum(j["minutes"] for j in experiments) / 60, 1)  # experiments never ask for a GPU
+    hours = round(sum(j["minutes"] for j in jobs if j["kind"] != "experiment" or j.get("gpu")) / 60, 1)
+    # experiments run on the CPU unless their manifest asks for a GPU at this scale (`gpu`)
+    cpu_only = round(sum(j["minutes"] for j in experiments if not j.get("gpu")) / 60, 1)
     # without keep_checkpoints a checkpoint lives only until its evaluations finish: one at a time
     stored = sum(j["checkpoint_bytes"] for j in solves) if keep else max((j["checkpoint_bytes"] for j in solves), default=0)
     return {"compress_jobs": len(solves), "eval_jobs": len(jobs) - len(solves) - len(experiments),

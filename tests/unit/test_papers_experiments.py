@@ -165,3 +165,32 @@ def test_params_per_scale_and_manifest_errors(m, tmp_path):
     with pytest.raises(ReproError, match="steps"):
         run_job(KIND, {"steps": 0}, 0, tmp_path / "x.csv", tmp_path / "x.json")
     assert not (tmp_path / "x.csv").exists()  # a failed job leaves no rows behind
+
+
+def test_gpu_and_inputs_per_scale(m, tmp_path):
+    """`gpu` and `inputs` are per scale: the smoke job stays on the CPU with no inputs, the full job
+    asks for a GPU (counted as GPU-hours by the plan) and depends on its fetched file; a rows_from
+    experiment has no job and so may carry neither."""
+    from reprise.cli import _summarise_jobs
+
+    text = MANIFEST.replace("runtime_min: {smoke: 0.1, full: 2}",
+                            "runtime_min: {smoke: 0.1, full: 2}\n    gpu: {full: 1}\n"
+                            "    inputs: {full: [data/raw/toy/train.npz]}")
+    path = tmp_path / "sub" / "toyexp.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    tab = load_manifest(path).experiments["tab"]
+    assert (tab.gpus_at("smoke"), tab.gpus_at("full")) == (0, 1)
+    assert tab.inputs_at("smoke") == () and tab.inputs_at("full") == ("data/raw/toy/train.npz",)
+    assert m.experiments["tab"].gpus_at("full") == 0  # default: CPU
+    jobs = [{"kind": "experiment", "minutes": 60.0, "checkpoint_bytes": 0, "gpu": True},
+            {"kind": "experiment", "minutes": 30.0, "checkpoint_bytes": 0, "gpu": False}]
+    total = _summarise_jobs(jobs, gpu=True, keep=False)
+    assert (total["gpu_hours_est"], total["cpu_hours_est"], total["experiment_jobs"]) == (1.0, 0.5, 2)
+    path.write_text(text.replace("  curve:\n    kind: sam.unit_quadratic\n",
+                                 "  curve:\n    kind: sam.unit_quadratic\n    gpu: {full: 1}\n    rows_from: tab\n"))
+    with pytest.raises(ReproError, match="rows_from has no job"):
+        load_manifest(path)
+    path.write_text(text.replace("gpu: {full: 1}", "gpu: {full: 2}"))
+    with pytest.raises(ReproError):
+        load_manifest(path)

@@ -1,7 +1,8 @@
 # Experiments of the sparse-learning papers (manifest `experiments`, reprise.experiments): one job
 # per (paper, experiment, seed) runs the registered function with the scale's params and writes
 # its rows; one named target per experiment renders them as a table or figure
-# (e.g. `snakemake graphl0_tab1`). Resources come from the manifest's runtime_min / mem_mb.
+# (e.g. `snakemake graphl0_tab1`). Resources come from the manifest's runtime_min / mem_mb / gpu;
+# its `inputs` (fetched data at full scale) become the job's inputs.
 import math
 
 from reprise.papers.experiment_study import experiment_file, experiment_params, experiment_seeds
@@ -15,12 +16,19 @@ def experiment_mem(wc, attempt):
     return int(math.ceil(_experiment(wc).mem_mb.get(SCALE, 2000) * (1 + 0.5 * (attempt - 1))))
 
 
+def experiment_gpu(wc):
+    # a GPU only where the manifest asks for one at this scale and the driver is not pinned to the CPU
+    return _experiment(wc).gpus_at(SCALE) if GPU else 0
+
+
 def experiment_runtime(wc, attempt):
     expected = _experiment(wc).runtime_min.get(SCALE, 10)
     return int(math.ceil((3 * expected + 10) * (1 + 0.5 * (attempt - 1))))
 
 
 rule experiment_run:
+    input:
+        lambda wc: _experiment(wc).inputs_at(SCALE),  # fetched data (manifest `inputs`); none at smoke
     output:
         provenance="runs/experiments/{paper}/{experiment}_s{seed}.json",
         rows="runs/experiments/{paper}/{experiment}_s{seed}.csv",
@@ -37,6 +45,7 @@ rule experiment_run:
     resources:
         mem_mb=experiment_mem,
         runtime=experiment_runtime,
+        gpu=experiment_gpu,
     conda:
         "../../envs/llm.yaml"
     script:

@@ -139,6 +139,14 @@ class Experiment:
     rows_from: str | None = None  # another experiment whose rows this one renders (no job of its own)
     where: Mapping[str, Any] = field(default_factory=dict)  # row filter: column -> value or list of values
     final: str | None = None  # keep only the rows at this column's largest value (e.g. the last iteration)
+    gpu: Mapping[str, int] = field(default_factory=dict)  # scale -> GPUs per job (0 or 1; none: CPU)
+    inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # scale -> files the job reads (fetched data)
+
+    def gpus_at(self, scale: str) -> int:
+        return int(self.gpu.get(scale, 0))
+
+    def inputs_at(self, scale: str) -> tuple[str, ...]:
+        return tuple(self.inputs.get(scale, ()))
 
     @property
     def is_figure(self) -> bool:
@@ -525,7 +533,12 @@ def _experiments(path: Path, m: dict, taken: set[str]) -> dict[str, Experiment]:
             runtime_min=MappingProxyType(dict(e.get("runtime_min") or {})),
             mem_mb=MappingProxyType(dict(e.get("mem_mb") or {})),
             seeds=_experiment_seeds(e.get("seeds")), notes=_notes(e.get("notes")),
-            rows_from=e.get("rows_from"), where=MappingProxyType(dict(e.get("where") or {})), final=e.get("final"))
+            rows_from=e.get("rows_from"), where=MappingProxyType(dict(e.get("where") or {})), final=e.get("final"),
+            gpu=MappingProxyType({k: int(v) for k, v in (e.get("gpu") or {}).items()}),
+            inputs=MappingProxyType({k: tuple(v) for k, v in (e.get("inputs") or {}).items()}))
+        if e.get("rows_from") and (e.get("gpu") or e.get("inputs")):
+            raise _fail(path, where, "an experiment with rows_from has no job, so no gpu or inputs",
+                        f"move gpu/inputs to experiments.{e['rows_from']}")
     for eid, spec in out.items():
         src = out.get(spec.rows_from) if spec.rows_from else spec
         if src is None or src.rows_from:
