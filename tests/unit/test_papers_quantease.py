@@ -119,3 +119,20 @@ def test_zeroshot_figure_renders_with_published_points(m, tmp_path):
     results = {cell.run: {"lambada_openai/acc": 0.3} for cell in plan(m, c, "lambada_opt")}
     paths = render_figure(m, "lambada_opt", c, results, tmp_path / "lambada_opt", tmp_path)
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_smoke_outlier_rows_stand_in_with_fewer_sweeps_and_say_so(m):
+    """Smoke runs the outlier-aware rows in 10-sweep configurations (the time budget): each differs
+    from the row it stands in for only in ``iters``, its label states the count, and mini/full never
+    plan it while smoke never plans the 30-sweep run."""
+    smoke_runs = {(r[1], r[2]) for r in run_metrics(m, SMOKE_CFG)}
+    full_runs = {(r[1], r[2]) for r in run_metrics(m, cfg())}
+    for t in ("readme", "outliers"):
+        stand_ins = [r for r in m.tables[t].rows if r.stands_in_for]
+        assert {r.setting for r in stand_ins} == {"smoke-w3-s1", "smoke-w3-u1"}
+        for r in stand_ins:
+            conf, real = m.config(r.method, r.setting), m.config(r.method, r.stands_in_for)
+            assert f"{conf['iters']} sweeps" in r.label and conf["iters"] < real.get("iters", 30)
+            assert {k: v for k, v in conf.items() if k != "iters"} == {k: v for k, v in real.items() if k != "iters"}
+            assert (r.method, r.setting) in smoke_runs and (r.method, r.setting) not in full_runs
+            assert (r.method, r.stands_in_for) in full_runs and (r.method, r.stands_in_for) not in smoke_runs
