@@ -287,3 +287,4 @@ def fig5(params: Mapping[str, Any], seed: int):
     frame = _rows(rows, seed)
     frame["note"] = "reduced-size substitute: load_digits MLP for the paper's deep-network (CIFAR-10) figure"
     return frame
+from reprise.sam import msam as _msam  # noqa: E402,F401  (registers sam.msam_grid)
