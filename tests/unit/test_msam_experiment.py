@@ -10,7 +10,7 @@ from torch.func import functional_call, grad
 from reprise.experiments import get_experiment, run_experiment
 from reprise.io import ReproError
 from reprise.sam import SAM
-from reprise.sam.msam import COLUMNS, bag_of_embeddings, token_data, train_step
+from reprise.sam.msam import COLUMNS, bag_of_embeddings, digits_data, token_data, train_step
 
 F64 = torch.float64
 CE = torch.nn.functional.cross_entropy
@@ -160,3 +160,13 @@ def test_bad_params_name_the_key_and_the_fix(params, match):
 def test_cuda_requested_without_cuda_is_a_clear_error():
     with pytest.raises(ReproError, match="CUDA is not available"):
         run_experiment("sam.msam_grid", dict(SMALL, device="cuda"), 0)
+
+
+def test_digits_data_keeps_test_pixels_on_the_training_scale():
+    Xtr, ytr, Xte, yte = digits_data(0, 0.25)
+    assert Xtr.shape == (1347, 64) and Xte.shape == (450, 64)
+    assert abs(float(Xtr.mean())) < 1e-5 and float(Xtr.std()) == pytest.approx(1.0, rel=1e-3)
+    # raw pixels are 0..16: one affine map for all pixels keeps every test value within the training range
+    assert float(Xte.max()) <= float(Xtr.max()) + 1e-6 and float(Xte.min()) >= float(Xtr.min()) - 1e-6
+    share = torch.bincount(ytr, minlength=10) / (torch.bincount(ytr, minlength=10) + torch.bincount(yte, minlength=10))
+    assert float((share - 0.75).abs().max()) < 0.01  # stratified
