@@ -1,0 +1,109 @@
+"""reprise.dp.engine: the reported ε is Opacus' accountant for the steps taken, per-sample clipping to C (checked
+against our own torch.func per-sample gradients, masked layers included), budget errors before training."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from opacus.accountants.utils import get_noise_multiplier
+
+from reprise.dp.engine import check_budget, epsilon_for, make_private, noise_multiplier, train_epoch
+from reprise.dp.models import DigitsCNN, masked, masked_modules, select_trainable
+from reprise.io import ReproError
+
+
+def _data(n=120, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 5, (n,), generator=g)
+
+
+def _model(seed=0):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DigitsCNN(num_classes=5, width=4)
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_reported_epsilon_is_the_accountant_for_the_steps_taken(accountant):
+    x, y = _data()
+    net = masked(_model())
+    select_trainable(net, "sparse", "linear")
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    epochs, batch, eps, delta = 2, 30, 4.0, 1e-3  # the budget of test_dp_finetune too (σ calibrated once)
+    priv = make_private(net, opt, x, y, batch_size=batch, epsilon=eps, delta=delta, epochs=epochs, max_grad_norm=1.0,
+                        accountant=accountant, seed=3)
+    for _ in range(epochs):
+        train_epoch(priv, physical_batch=8)  # physical batches smaller than the logical one
+    q, steps = 1 / math.ceil(len(y) / batch), epochs * math.ceil(len(y) / batch)  # Poisson: one step per 1/q
+    assert priv.sample_rate == q and priv.optimizer.steps_taken == steps
+    sigma = get_noise_multiplier(target_epsilon=eps, target_delta=delta, sample_rate=q, epochs=epochs,
+                                 accountant=accountant)
+    assert priv.sigma == sigma == priv.optimizer.noise_multiplier
+    spent = priv.epsilon()
+    assert spent == pytest.approx(epsilon_for(accountant, sigma, q, steps, delta), rel=1e-12, abs=0)
+    assert 0 < spent <= eps
+
+
+def test_per_sample_gradients_are_clipped_to_the_norm():
+    x, y = _data(n=16, seed=1)
+    x = x * 5.0  # large gradients, so most examples are clipped
+    net = masked(_model(1))
+    select_trainable(net, "sparse", "linear")
+    for m in masked_modules(net).values():  # a partial mask: frozen coordinates must have zero gradient
+        m.mask.data[: m.mask.shape[0] // 2] = 0.0
+        m.delta.data.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    params = {n: p for n, p in net.named_parameters() if p.requires_grad}
+    frozen = {n: b for n, b in net.named_parameters() if not b.requires_grad}
+    C = 0.5
+
+    # our own reference: per-sample gradients by torch.func, then flat clipping over all trainable tensors
+    def loss_one(p, xi, yi):
+        out = torch.func.functional_call(net, {**frozen, **p}, (xi[None],))
+        return nn.functional.cross_entropy(out, yi[None])
+
+    per = torch.func.vmap(torch.func.grad(loss_one), in_dims=(None, 0, 0))({k: v.detach() for k, v in params.items()},
+                                                                          x, y)
+    norms = torch.sqrt(sum(g.reshape(len(y), -1).pow(2).sum(1) for g in per.values()))
+    factor = (C / (norms + 1e-6)).clamp(max=1.0)
+    assert bool((norms > C).any()), "the test needs examples above the clipping norm"
+    clipped_norms = norms * factor
+    assert float(clipped_norms.max()) <= C + 1e-6
+
+    opt = torch.optim.SGD(list(params.values()), lr=0.0)
+    priv = make_private(net, opt, x, y, batch_size=16, epsilon=8.0, delta=1e-3, epochs=1, max_grad_norm=C,
+                        accountant="rdp")
+    loss = nn.functional.cross_entropy(priv.module(x), y)
+    loss.backward()
+    # Opacus' per-sample gradients (through our masked layers' grad samplers) equal torch.func's
+    opacus_norms = torch.sqrt(sum(p.grad_sample.reshape(len(y), -1).pow(2).sum(1) for p in params.values()))
+    # (Opacus undoes the mean reduction: grad_sample is each example's own gradient)
+    torch.testing.assert_close(opacus_norms, norms, rtol=1e-4, atol=1e-6)
+    priv.optimizer.clip_and_accumulate()
+    for name, p in params.items():
+        ref = torch.einsum("i,i...->...", factor, per[name])
+        torch.testing.assert_close(p.summed_grad, ref, rtol=1e-4, atol=1e-7)
+    for m in masked_modules(net).values():
+        assert torch.all(m.delta.summed_grad[m.mask == 0] == 0)
+
+
+def test_budgets_that_cannot_be_met_fail_before_training():
+    x, y = _data(n=100)
+    with pytest.raises(ReproError, match="epsilon"):
+        check_budget(0.0, 1e-5, 100)
+    with pytest.raises(ReproError, match="delta"):
+        check_budget(8.0, 0.01, 100)  # δ = 1/n
+    with pytest.raises(ReproError, match="delta"):
+        check_budget(8.0, 0.0, 100)
+    with pytest.raises(ReproError, match="epsilon=1e-09.*cannot be met"):
+        noise_multiplier(1e-9, 1e-5, 0.25, 2, "prv")
+    net = _model()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in net.parameters()]
+    with pytest.raises(ReproError, match="epsilon"):
+        make_private(net, opt, x, y, batch_size=10, epsilon=-1.0, delta=1e-5, epochs=1, max_grad_norm=1.0)
+    with pytest.raises(ReproError, match="accountant"):
+        make_private(net, opt, x, y, batch_size=10, epsilon=1.0, delta=1e-5, epochs=1, max_grad_norm=1.0,
+                     accountant="gdp-typo")
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
