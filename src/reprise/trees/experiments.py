@@ -118,9 +118,10 @@ def tab2(given: Mapping[str, Any], seed: int):
         base = {"dataset": ds, "p": p, "budget_features": k}
         search = {**base, "method": "search", "n_trials": len(trials), "trials_within_budget": n_within,
                   "no_trial_within_budget": int(n_within == 0)}
-        if best is not None:
-            search.update({c: best[c] for c in CONFIG_KEYS}, selected_valid_auc=best["valid_auc"],
-                          selected_n_features=best["n_features"])
+        # the same columns whether or not a trial met the budget (NaN then), so the search table always renders
+        search.update({c: (best[c] if best is not None else math.nan) for c in CONFIG_KEYS},
+                      selected_valid_auc=best["valid_auc"] if best is not None else math.nan,
+                      selected_n_features=best["n_features"] if best is not None else math.nan)
         rows.append(search)
         if best is not None:
             config = {c: best[c] for c in CONFIG_KEYS}
