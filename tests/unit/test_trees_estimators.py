@@ -59,10 +59,11 @@ def test_regressor_learns_a_linear_signal():
 
 
 @pytest.mark.parametrize("bad, word", [
-    (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), y), "non-finite"),
-    (lambda X, y: (X[:, 0], y), "2-D"),
-    (lambda X, y: (X, y[:-1]), "one value per row"),
-    (lambda X, y: (X, np.zeros_like(y)), "single class"),
+    (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), y), "Input X contains NaN"),
+    (lambda X, y: (X[:, 0], y), "Expected 2D array"),
+    (lambda X, y: (X, y[:-1]), "inconsistent numbers of samples"),
+    (lambda X, y: (X, np.zeros_like(y)), "y has 1 class"),
+    (lambda X, y: (X, y + 0.5), "continuous"),
 ])
 def test_bad_input_names_the_argument(bad, word):
     X, y = data()
@@ -77,5 +78,22 @@ def test_bad_params_and_predict_shape_are_reported():
     with pytest.raises(ReproError, match="learning_rate"):
         SkinnyTreesClassifier(**{**FAST, "learning_rate": float("inf")}).fit(X, y)
     est = SkinnyTreesClassifier(random_state=0, **FAST).fit(X, y)
-    with pytest.raises(ReproError, match="X has 5 features but the model was fitted on 6"):
+    with pytest.raises(ReproError, match="X has 5 features, but SkinnyTreesClassifier is expecting 6"):
         est.predict(X[:, :5])
+
+
+def test_passes_sklearn_check_estimator():
+    """scikit-learn's estimator suite (dense ensembles, so its accuracy checks see every feature); errors are
+    ReproErrors that are also ValueErrors, as scikit-learn expects."""
+    import warnings
+
+    from sklearn.exceptions import SkipTestWarning
+    from sklearn.utils.estimator_checks import check_estimator
+
+    common = dict(n_trees=3, depth=2, epochs=12, kernel_constraint=0.0, random_state=0, device="cpu")
+    for est in (SkinnyTreesClassifier(learning_rate=0.3, **common), SkinnyTreesRegressor(learning_rate=0.1, **common)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkipTestWarning)
+            results = check_estimator(est, on_fail=None)
+        failed = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
+        assert not failed, failed
