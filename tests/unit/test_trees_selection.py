@@ -104,3 +104,21 @@ def test_importance_baselines_keep_the_top_quarter():
         res = importance_selection(method, "classification", s, 0.25, seed=0)
         assert res["n_features"] == math.ceil(0.25 * 8) and res["selected"] == [3, 6], method
         assert res["test_auc"] > 0.85
+
+
+def test_pmlb_files_are_read_and_preprocessed_as_the_official_loader(tmp_path):
+    """A fabricated PMLB-format set: continuous columns standardised on the training part, categorical and binary
+    ones one-hot encoded, labels encoded; the URL pattern is the pmlb package's."""
+    rng = np.random.default_rng(0)
+    n = 200
+    df = pd.DataFrame({"x1": rng.normal(5, 2, n), "state": rng.choice(["a", "b", "c"], n),
+                       "flag": rng.integers(0, 2, n), "target": rng.choice(["no", "yes"], n)})
+    df.to_csv(tmp_path / "toy.tsv.gz", sep="\t", index=False, compression="gzip")
+    (tmp_path / "metadata.yaml").write_text(
+        "features:\n  - {name: x1, type: continuous}\n  - {name: state, type: categorical}\n"
+        "  - {name: flag, type: binary}\n")
+    s = datasets.load_pmlb(tmp_path / "toy.tsv.gz", tmp_path / "metadata.yaml", seed=8)
+    assert s.n_features == 1 + 3 + 2 and len(s.y_train) == 128 and len(s.y_test) == 40
+    assert abs(s.X_train[:, 0].mean()) < 1e-12 and abs(s.X_train[:, 0].std() - 1) < 1e-12
+    assert np.allclose(s.X_train[:, 1:4].sum(1), 1) and set(np.unique(s.y_train)) == {0, 1}
+    assert datasets.pmlb_url("churn") == "https://github.com/EpistasisLab/pmlb/raw/master/datasets/churn/churn.tsv.gz"
