@@ -46,10 +46,34 @@ def test_reported_epsilon_is_the_accountant_for_the_steps_taken(accountant):
     assert 0 < spent <= eps
 
 
-def test_per_sample_gradients_are_clipped_to_the_norm():
+class _Strided(nn.Module):
+    """Stride-2 and 1 x 1 (shortcut-like) convolutions and a body Linear on tokens: the layouts of ResNet/DeiT."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.shortcut = nn.Conv2d(1, 4, 1, stride=2, bias=False)
+        self.norm = nn.GroupNorm(2, 4)
+        self.mix = nn.Linear(4, 4)
+        self.linear = nn.Linear(4, 5)
+
+    def forward(self, x):
+        h = self.norm(self.conv(x) + self.shortcut(x))            # n × 4 × 4 × 4
+        t = self.mix(h.flatten(2).transpose(1, 2))                 # n × 16 tokens × 4
+        return self.linear(t.mean(1))
+
+
+@pytest.mark.parametrize("arch", ["cnn", "strided"])
+def test_per_sample_gradients_are_clipped_to_the_norm(arch):
     x, y = _data(n=16, seed=1)
     x = x * 5.0  # large gradients, so most examples are clipped
-    net = masked(_model(1))
+    if arch == "cnn":
+        net = _model(1)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1)
+            net = _Strided()
+    net = masked(net)
     select_trainable(net, "sparse", "linear")
     for m in masked_modules(net).values():  # a partial mask: frozen coordinates must have zero gradient
         m.mask.data[: m.mask.shape[0] // 2] = 0.0

@@ -123,3 +123,29 @@ def test_launch_grid_order_matches_the_array_index():
         assert r["epsilon"] == p["epsilons"][(idx // 18) % 3]
         assert r["dataset"] == p["dataset_names"][(idx // 54) % 2]
         assert r["model"] == p["models"][(idx // 108) % 5]
+
+
+def test_deit_architecture_runs_sparta_offline():
+    """A tiny random DeiT (transformers' DeiTForImageClassification from a config, no hub) through SPARTA: masks on
+    the blocks' linears and the patch convolution, class token and position embeddings frozen."""
+    from transformers import DeiTConfig, DeiTForImageClassification
+
+    from reprise.dp.models import _Logits
+
+    cfg = DeiTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=16,
+                     patch_size=8, num_channels=3, num_labels=5, attn_implementation="eager")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = _Logits(DeiTForImageClassification(cfg))
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(N + 20, 3, 16, 16, generator=g), torch.randint(0, 5, (N + 20,), generator=g)
+    out = finetune(net, (x[:N], y[:N]), (x[N:], y[N:]),
+                   FinetuneConfig(method="sparta", epochs=2, mask_epoch=1, accountant="prv", **BUDGET))
+    mods = masked_modules(out.model)
+    assert any("patch_embeddings.projection" in n for n in mods) and any("attention" in n for n in mods)
+    assert not any("classifier" in n for n in mods)
+    before = dict(net.named_parameters())
+    for n, p in out.model.named_parameters():
+        if "cls_token" in n or "position_embeddings" in n:
+            assert not p.requires_grad and torch.equal(p, before[n])
+    assert out.metrics["spent_epsilon"] <= 4.0

@@ -165,10 +165,11 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, images: tor
                         generator=torch.Generator().manual_seed(int(seed)))
     sample_rate = 1.0 / len(loader)
     sigma = noise_multiplier(float(epsilon), float(delta), sample_rate, int(epochs), accountant)
+    device = next(model.parameters()).device  # the noise is drawn where the gradients live
     engine = _Engine(accountant=accountant)
     module, dp_opt, dp_loader = engine.make_private(
         module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=sigma, max_grad_norm=float(max_grad_norm),
-        poisson_sampling=True, noise_generator=torch.Generator().manual_seed(int(seed) + 1))
+        poisson_sampling=True, noise_generator=torch.Generator(device=device).manual_seed(int(seed) + 1))
     log.info("dp: sigma=%.4f for epsilon=%g delta=%g over %d epochs at q=%.4g (%s)", sigma, epsilon, delta, epochs,
              sample_rate, accountant)
     return Private(module, dp_opt, dp_loader, engine, accountant, sigma, sample_rate, float(delta), float(epsilon),

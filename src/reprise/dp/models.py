@@ -46,6 +46,11 @@ class _Masked(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         return self.weight_init + self.mask * self.delta
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """``W_init + m ⊙ Δ`` (read-only; model code such as transformers' DeiT reads ``.weight.dtype``)."""
+        return self.effective_weight()
+
 
 class MaskedLinear(_Masked):
     def __init__(self, layer: nn.Linear):
@@ -62,6 +67,7 @@ class MaskedConv2d(_Masked):
         super().__init__()
         if layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str):
             raise ReproError(f"MaskedConv2d supports groups=1 with numeric zero padding, got {layer}")
+        self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
         self.kernel_size, self.stride = layer.kernel_size, layer.stride
         self.padding, self.dilation = layer.padding, layer.dilation
         self._init_masked(layer.weight, layer.bias)
