@@ -95,7 +95,8 @@ def test_one_proximal_step_matches_its_closed_form(anneal):
     thr = math.sqrt(2 * eta * lam0 * ((1 - math.exp(-tau)) if anneal else 1.0))
     expect["kernel"][expect["kernel"].norm(dim=1) <= thr] = 0
     res = train_ensemble(m, X, y, classification_loss, learning_rate=eta, batch_size=8, epochs=1, kernel_l2=kl2,
-                         kernel_constraint=kc, temperature=tau, anneal=anneal, generator=torch.Generator().manual_seed(0))
+                         kernel_constraint=kc, temperature=tau, anneal=anneal,
+                         generator=torch.Generator().manual_seed(0))
     assert res.steps == 1 and res.feature_history[0] == p
     for k, v in m.named_parameters():
         assert torch.allclose(v, expect[k], atol=1e-12), k

@@ -73,7 +73,8 @@ def breast_cancer(seed: int = 8) -> Split:
 def true_support(p: int, k: int) -> np.ndarray:
     """The synthetic generator's true features ``p/(2k) + m·p/k``, ``m = 0 … k−1``."""
     if p % (2 * k):
-        raise ReproError(f"synthetic_regression: p={p} must be a multiple of 2k={2 * k} (true features at p/(2k) + m p/k)")
+        raise ReproError(f"synthetic_regression: p={p} must be a multiple of 2k={2 * k} "
+                         "(the true features sit at p/(2k) + m p/k)")
     return np.array([p // (2 * k) + m * (p // k) for m in range(k)])
 
 

@@ -88,7 +88,8 @@ class _SkinnyTreesBase(BaseEstimator):
         from reprise.llm.models.blockwise import pick_device
         from reprise.trees.model import SoftTreeEnsemble, train_ensemble
 
-        seed = int(self.random_state) if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**63)
+        seed = (int(self.random_state) if self.random_state is not None
+                else int(np.random.SeedSequence().entropy % 2**63))
         gen = torch.Generator().manual_seed(seed)
         device = pick_device(self.device)
         model = SoftTreeEnsemble(X.shape[1], n_outputs, self.n_trees, self.depth, generator=gen).to(device)

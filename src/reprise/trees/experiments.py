@@ -8,23 +8,25 @@
   0 … reruns−1, model seed ``seed·1000 + rerun``), ``dense_trees`` (the same configuration with λ₀ = 0, for tab3),
   and the importance baselines ``random_forest``, ``hist_gradient_boosting``, ``lightgbm`` (:mod:`.baselines`).
   Metric columns ``valid_auc, test_auc, test_acc, n_features, compression`` (p / #features),
-  ``test_auc_gap`` (1 − test AUC), ``over_budget`` (1 when a re-run keeps more than ``budget_features``). Params (defaults = smoke): ``datasets=["breast_cancer"]`` (others are PMLB
-  names read from ``data_dir``/<name>/), ``data_dir="data/raw/pmlb"``, ``n_trials=6``, ``tuning_seeds=[0, 1, 2]``,
+  ``test_auc_gap`` (1 − test AUC), ``over_budget`` (1 when a re-run keeps more than ``budget_features``).
+  Params (defaults = smoke): ``datasets=["breast_cancer"]`` (others are PMLB names read from ``data_dir``/<name>/),
+  ``data_dir="data/raw/pmlb"``, ``n_trials=6``, ``tuning_seeds=[0, 1, 2]``,
   ``max_trees=10, max_depth=3, max_epochs=60``, ``budget=0.25``, ``reruns=3``, ``dense=true``,
   ``baselines=[random_forest, hist_gradient_boosting, lightgbm]``, ``split_seed=8``, ``device="auto"``.
-  Measured (smoke): about 6 s on one thread.
+  Measured (smoke): about 5 s on one thread (job: 6.4 CPU-s with start-up).
 - ``trees.churn_selection`` — the notebook's selection re-run on the vendored official churn logs
   (:func:`reprise.trees.datasets.churn_logs`): rows ``selection = budget`` (0 < #features ≤ budget·p) and
-  ``all_features`` (the trials that kept all p features), each with ``trials_complete, trials_within_budget`` and the chosen trial's
-  ``valid_auc, test_auc, test_acc, n_features, n_trees, depth, learning_rate, batch_size, epochs, kernel_l2,
-  temperature, tuning_seed, trial``. Params ``n_features=33`` (churn's p after one-hot), ``budget=0.25``. No
+  ``all_features`` (the trials that kept all p features), each with ``trials_complete, trials_within_budget``
+  and the chosen trial's ``valid_auc, test_auc, test_acc, n_features, n_trees, depth, learning_rate, batch_size,
+  epochs, kernel_l2, temperature, tuning_seed, trial``. Params ``n_features=33`` (churn's p after one-hot), ``budget=0.25``. No
   training; well under 1 s.
 - ``trees.tab4`` — synthetic regression (§1.6 generator). Rows ``row = summary`` per (setting, data seed): the trial
   of least validation MSE, its ``test_mse, n_features, f1, tpr, fpr, f1_gap`` (1 − F1); ``row = feature`` per
   feature: ``feature, selected`` (0/1), ``true_feature`` — fig6 averages ``selected`` over the data seeds (selection
   frequency). Params (defaults = smoke): ``rho=[0.5], p=[64]`` (zipped), ``n_train=[100]``, ``k=4``,
   ``n_test=2000``, ``noise=0.5``, ``data_seeds=[1, 2, 3]``, ``n_trials=5``, ``max_trees=10, max_depth=3,
-  max_epochs=100``, ``device="auto"``; the job's ``seed`` is the tuning seed. Measured (smoke): about 8 s.
+  max_epochs=100``, ``device="auto"``; the job's ``seed`` is the tuning seed. Measured (smoke): about 2 s
+  (job: 3.7 CPU-s).
 - ``trees.fig5`` — #selected features per epoch, annealed against constant λ₀ (one fixed configuration on
   breast cancer). Rows ``schedule, epoch, n_features`` (epoch 0 = before training). Params ``epochs=30,
   n_trees=10, depth=3, learning_rate=0.3, batch_size=16, kernel_l2=0.1, temperature=0.005, dataset="breast_cancer",
@@ -135,7 +137,8 @@ def tab2(given: Mapping[str, Any], seed: int):
             log.info("%s %s: selected %s, %d of %d trials within budget", name, ds, config, n_within, len(trials))
         for method in P["baselines"]:
             res = importance_selection(method, "classification", split, P["budget"], seed)
-            rows.append({**base, "method": method, "rerun": 0, "valid_auc": res["valid_auc"], "valid_acc": res["valid_acc"],
+            rows.append({**base, "method": method, "rerun": 0, "valid_auc": res["valid_auc"],
+                         "valid_acc": res["valid_acc"],
                          "test_auc": res["test_auc"], "test_acc": res["test_acc"], "n_features": res["n_features"],
                          "compression": p / res["n_features"], "test_auc_gap": 1.0 - res["test_auc"]})
     return pd.DataFrame(rows)
