@@ -124,3 +124,19 @@ def test_tune_path_respects_the_support_cap_and_bad_input():
         SparseGroupLasso(alpha=1.5).fit(Xs, ys)
     with pytest.raises(ReproError, match="tau"):
         GroupExponentialLasso(tau=0.0).fit(Xs, ys)
+
+
+def test_ridge_coefs_match_the_normal_equations_and_sklearn():
+    from sklearn.linear_model import Ridge
+
+    from reprise.mtl.baselines import ridge_coefs, ridge_cv
+    Xs, ys = _tasks(seed=6)
+    data = prepare(Xs, ys, scale=True)
+    B = ridge_coefs(data, [0.1, 1.0])
+    for k in range(data.K):
+        n = data.X[k].shape[0]
+        # sklearn's Ridge minimises ‖y − Xb‖² + a‖b‖², i.e. a = n λ for our scaling
+        ref = Ridge(alpha=n * 1.0, fit_intercept=False).fit(data.X[k], data.y[k]).coef_
+        np.testing.assert_allclose(B[1, k], ref, atol=1e-10)
+    res = ridge_cv(Xs, ys, [1e-3, 0.1, 1.0, 10.0], n_folds=3, seed=0)
+    assert res["lam"] in (1e-3, 0.1, 1.0, 10.0) and res["coef"].shape == (data.K, data.p)

@@ -95,3 +95,57 @@ def test_missing_and_r_only_files_name_the_fix(tmp_path):
         zf.writestr("breastCancer_data.rds", b"\x1f\x8b")
     with pytest.raises(ReproError, match="write.csv"):
         load_breast_cancer(archive)
+
+
+# --------------------------------------------------------------------------- the full-scale experiments
+_TINY = dict(lambda1_grid=[1e-2, 1e-1], lambda2_grid=[0.1], lambda_z_grid=[0.0, 0.1], sgl_alpha_grid=[0.5],
+             n_lambda=4, lambda_ratio=0.05)
+
+
+def _fscv_file(tmp_path, n_per=24, p=12):
+    rng = np.random.default_rng(7)
+    body, raw = _fscv_frame(rng, n_per=n_per, p=p)
+    path = tmp_path / "sub_samp2500"
+    raw.to_csv(path, index=False)
+    return path
+
+
+def test_fscv_experiments_on_a_tiny_file(tmp_path):
+    from reprise.experiments import get_experiment
+    path = _fscv_file(tmp_path)
+    rows = get_experiment("mtl.fscv_rmse")(dict(data_path=str(path), n_k_values=[8], col_sub_values=[3], s=2,
+                                                n_folds=2, methods=["l0_independent", "zbar_mtl", "sgl",
+                                                                    "pooled_l0", "pooled_ridge"], **_TINY), 1)
+    assert set(rows.method) == {"l0_independent", "zbar_mtl", "sgl", "pooled_l0", "pooled_ridge"}
+    assert (rows.p == 4).all() and np.isfinite(rows.rmse).all()
+    ref = rows.set_index("method").loc["l0_independent"]
+    assert ref.rmse_ratio == 1.0 and ref.support_diff == 0.0
+    assert rows.set_index("method").loc["l0_independent"].support_size <= 2
+    sup = get_experiment("mtl.fscv_supports")(dict(data_path=str(path), s=2, n_folds=2,
+                                                   methods=["l0_independent", "gel"], **_TINY), 0)
+    assert len(sup) == 2 * 4 * 12 and sup.groupby(["method", "task"]).selected.sum().max() <= 2
+    with pytest.raises(ReproError, match="smtl_fetch_fscv"):
+        get_experiment("mtl.fscv_rmse")(dict(data_path=str(tmp_path / "none.zip")), 0)
+    with pytest.raises(ReproError, match="l0_independent"):
+        get_experiment("mtl.fscv_rmse")(dict(data_path=str(path), methods=["sgl"]), 0)
+
+
+def test_bcancer_and_density_experiments_on_tiny_files(tmp_path):
+    from reprise.experiments import get_experiment
+    rng = np.random.default_rng(8)
+    study = np.repeat(np.arange(1, 19), 5)
+    X = rng.normal(size=(len(study), 10))
+    Y = X[:, :2] @ rng.normal(size=(2, 4)) + 0.1 * rng.normal(size=(len(study), 4))
+    df = pd.DataFrame({"Study": study, **{f"Y_{j}": Y[:, j] for j in range(4)}, **{f"g{j}": X[:, j] for j in range(10)}})
+    bc = tmp_path / "breastCancer_data"
+    df.to_csv(bc, index=False)
+    rows = get_experiment("mtl.bcancer_rmse")(dict(data_path=str(bc), K_values=[2], p_values=[6], s_values=[2, 50],
+                                                   n_folds=2, methods=["l0_independent", "gel"], **_TINY), 5)
+    assert set(rows.s_max) == {2} and (rows.test_study == 5).all() and np.isfinite(rows.rmse).all()
+    dens = get_experiment("mtl.coef_density")(dict(fscv_path=str(_fscv_file(tmp_path)), bcancer_path=str(bc), top=3,
+                                                   bcancer_K=2, n_folds=2, lambda1_grid=[1e-2, 1.0]), 0)
+    assert set(dens.data) == {"fscv", "breast_cancer"}
+    assert len(dens[dens.data == "fscv"]) == 3 * 5 and len(dens[dens.data == "breast_cancer"]) == 3 * 2
+    # the ranks follow the mean |coefficient| across tasks
+    m = dens[dens.data == "breast_cancer"].groupby("rank").coefficient.apply(lambda c: c.abs().mean())
+    assert m.is_monotonic_decreasing

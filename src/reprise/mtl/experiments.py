@@ -62,6 +62,7 @@ sim_q 3.6 s, tab3 0.3 s, real_substitute 6.4 s (9.9 s under load); ``SMOKE_SECON
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -69,12 +70,16 @@ import pandas as pd
 
 from reprise.experiments import boolean, choice, experiment, integer, list_of, optional, params as _params, real
 from reprise.io import ReproError
+from reprise.mtl import baselines as _bl
 from reprise.mtl._core import multitask_rmse, prepare
 from reprise.mtl.data import MultiTaskData, fscv_like, simulate_demo, simulate_fig1, simulate_multitask
 from reprise.mtl.estimator import SparseMultiTask, SparseMultiTaskCV
 from reprise.sparsity import support_counts
 
 METHODS = ("l0_independent", "l0_common", "bbar_mtl", "zbar_mtl")
+#: the real-data figures' baselines (reprise.mtl.baselines; pooled = the scripts' "merged" fits)
+BASELINES = ("sgl", "gel", "pooled_l0", "pooled_ridge")
+ALL_METHODS = METHODS + BASELINES
 
 _RIDGE_FULL = sorted(set(np.round(np.concatenate([np.exp(np.linspace(0, 6, 50)),
                                                    np.exp(-np.linspace(0, 25, 50))]), 14).tolist()))
@@ -82,19 +87,26 @@ _LZ_FULL = [0.0] + np.geomspace(1e-4, 1.0, 16).tolist()
 #: the package's β̄ grid (``grid.gen``): 0, 1e-3, 1e-2, 1e-1 and six values e^2 … e^6
 _BBAR_FULL = [0.0, 1e-3, 1e-2, 1e-1] + np.exp(np.linspace(2, 6, 6)).tolist()
 
+#: baseline tuning (used only when ``methods`` names a baseline): SGL's α grid, the λ path length and
+#: its λ_min/λ_max ratio, GEL's τ; full: the scripts' 10 α values in [0, 1], 100-point paths
+_BASELINE_SMOKE = dict(sgl_alpha_grid=[0.5], n_lambda=8, lambda_ratio=1e-2, gel_tau=_bl.GEL_TAU)
+_BASELINE_FULL = dict(sgl_alpha_grid=np.linspace(0, 1, 10).tolist(), n_lambda=100, lambda_ratio=1e-3,
+                      gel_tau=_bl.GEL_TAU)
+
 SMOKE_PARAMS: dict[str, dict[str, Any]] = {
     "fig1": dict(K=3, p=30, n=40, n_test=40, s=4, common_size=2, q=0, r_card=2, rho=0.5, sigma2=1.0,
                  n_folds=3, lambda1_grid=[1e-3, 1e-2, 1e-1], lambda2_grid=[1e-2, 1e-1, 1.0],
-                 lambda_z_grid=[0.0, 0.03, 0.1], methods=list(METHODS)),
+                 lambda_z_grid=[0.0, 0.03, 0.1], methods=list(METHODS), **_BASELINE_SMOKE),
     "sim_q": dict(K=3, p=40, n_values=[50], n_test=None, r=8, r_p=0.5, s_values=[4], q_values=[0, 4, 8],
                   replicates=5, beta_var=50.0, tau=1.0, rho=0.5, n_folds=3, lambda1_grid=[1e-3, 1e-2, 1e-1],
-                  lambda2_grid=[1e-2, 1e-1, 1.0], lambda_z_grid=[0.0, 0.03, 0.1], methods=list(METHODS)),
+                  lambda2_grid=[1e-2, 1e-1, 1.0], lambda_z_grid=[0.0, 0.03, 0.1], methods=list(METHODS),
+                  **_BASELINE_SMOKE),
     "tab3": dict(K=2, p=8, n=50, n_test=50, s=2, s_true=2, q=1, rho=0.4, snr_db=10.0, lambda1=1e-3,
                  lambda_z=0.05, replicates=3, big_m=None, tune=False, s_grid=[2], lambda_z_grid=[0.05],
                  n_folds=5, oa_time_limit=180.0),
     "real_substitute": dict(K=4, p=100, n_values=[50, 100], n_test=100, s=10, replicates=1, n_folds=3,
                             lambda1_grid=[1e-3, 1e-2, 1e-1], lambda2_grid=[1e-2, 1e-1, 1.0],
-                            lambda_z_grid=[0.0, 0.03, 0.1], methods=list(METHODS)),
+                            lambda_z_grid=[0.0, 0.03, 0.1], methods=list(METHODS), **_BASELINE_SMOKE),
 }
 
 FULL_PARAMS: dict[str, dict[str, Any]] = {
@@ -105,13 +117,13 @@ FULL_PARAMS: dict[str, dict[str, Any]] = {
                  lambda_z_grid=_LZ_FULL),
     "sim_q": dict(SMOKE_PARAMS["sim_q"], K=5, p=250, n_values=[50, 100], r=20, r_p=0.5, s_values=[7, 10, 13],
                   q_values=[0, 10, 12, 14, 16, 18, 20, 30, 40], replicates=100, n_folds=10,
-                  lambda1_grid=_RIDGE_FULL, lambda2_grid=_BBAR_FULL, lambda_z_grid=_LZ_FULL),
+                  lambda1_grid=_RIDGE_FULL, lambda2_grid=_BBAR_FULL, lambda_z_grid=_LZ_FULL, **_BASELINE_FULL),
     "tab3": dict(SMOKE_PARAMS["tab3"], K=5, p=200, n=500, n_test=500, s=5, s_true=5, q=1, rho=0.4, snr_db=40.0,
                  lambda1=1e-6, lambda_z=0.05, replicates=1, big_m=1.0, tune=True, s_grid=[4, 5, 6],
                  lambda_z_grid=[0.01, 0.025, 0.05, 0.1, 0.25, 0.5], n_folds=5),
     "real_substitute": dict(SMOKE_PARAMS["real_substitute"], p=100, n_values=[100, 250, 1000], n_test=1000, s=25,
                             replicates=100, n_folds=5, lambda1_grid=_RIDGE_FULL, lambda2_grid=_BBAR_FULL,
-                            lambda_z_grid=_LZ_FULL),
+                            lambda_z_grid=_LZ_FULL, **_BASELINE_FULL),
 }
 
 #: measured wall seconds at the smoke params (seed 0, OMP_NUM_THREADS=1, the 2-core development
@@ -129,7 +141,8 @@ _CHECKS = {
     "big_m": optional(real(0)), "oa_time_limit": real(0),
     "lambda1_grid": list_of(real(0)), "lambda2_grid": list_of(real(0)), "lambda_z_grid": list_of(real(0)),
     "n_values": list_of(integer(4)), "s_values": list_of(integer(1)), "q_values": list_of(integer(0)),
-    "s_grid": list_of(integer(1)), "methods": list_of(choice(*METHODS)), "tune": boolean,
+    "s_grid": list_of(integer(1)), "methods": list_of(choice(*ALL_METHODS)), "tune": boolean,
+    "sgl_alpha_grid": list_of(real(0)), "n_lambda": integer(2), "lambda_ratio": real(0), "gel_tau": real(0),
 }
 
 
@@ -166,12 +179,62 @@ def _lz_unit(ys) -> float:
     return float(np.mean([np.var(y) for y in ys]))
 
 
-def _fit_method(method: str, data: MultiTaskData, s: int, prm: dict, seed: int):
+@dataclass
+class Fitted:
+    """A tuned method's coefficients and its tuned parameters (every method, MTL or baseline)."""
+
+    coef_: np.ndarray          # (K, p)
+    intercept_: np.ndarray     # (K,)
+    support_: np.ndarray       # (K, p) bool
+    tuned: dict
+
+
+def _fit_mtl(method: str, data: MultiTaskData, s: int, prm: dict, seed: int) -> Fitted:
     fixed, grid = _grid(method, prm, _lz_unit(data.ys))
-    t0 = time.perf_counter()
     cv = SparseMultiTaskCV(SparseMultiTask(s=s, **fixed), grid, n_folds=prm["n_folds"], random_state=seed)
     cv.fit(data.Xs, data.ys)
-    return cv, time.perf_counter() - t0
+    est = cv.best_estimator_
+    return Fitted(est.coef_, est.intercept_, est.support_, _tuned(cv))
+
+
+def _fit_baseline(method: str, data: MultiTaskData, s: int, prm: dict, seed: int) -> Fitted:
+    """SGL, GEL (tuned along their λ paths under the support cap s, as the scripts), pooled L0
+    and pooled ridge on the stacked rows (one coefficient vector for every task)."""
+    K = len(data.Xs)
+    nan = dict(s=s, lambda1=np.nan, lambda2=np.nan, lambda_z=np.nan)
+    kw = dict(s_max=s, n_lambda=prm["n_lambda"], ratio=prm["lambda_ratio"], n_folds=prm["n_folds"], seed=seed)
+    if method == "sgl":
+        best = None
+        for alpha in prm["sgl_alpha_grid"]:
+            res = _bl.tune_path(_bl.SparseGroupLasso(alpha=alpha), data.Xs, data.ys, **kw)
+            if best is None or res["cv_rmse"] < best[0]["cv_rmse"]:
+                best = (res, alpha)
+        res, alpha = best
+        est = res["best"]
+        return Fitted(est.coef_, est.intercept_, est.support_,
+                      dict(nan, lam=res["lam"], alpha=alpha, cv_rmse=res["cv_rmse"]))
+    if method == "gel":
+        res = _bl.tune_path(_bl.GroupExponentialLasso(tau=prm["gel_tau"]), data.Xs, data.ys, **kw)
+        est = res["best"]
+        return Fitted(est.coef_, est.intercept_, est.support_, dict(nan, lam=res["lam"], cv_rmse=res["cv_rmse"]))
+    X = [np.vstack(data.Xs)]
+    y = [np.concatenate(data.ys)]
+    if method == "pooled_ridge":
+        res = _bl.ridge_cv(X, y, prm["lambda1_grid"], n_folds=prm["n_folds"], seed=seed)
+        coef, icpt, tuned = res["coef"], res["intercept"], dict(nan, s=X[0].shape[1], lambda1=res["lam"],
+                                                                cv_rmse=res["cv_rmse"])
+    else:   # pooled_l0
+        cv = SparseMultiTaskCV(SparseMultiTask(s=s), {"lambda1": prm["lambda1_grid"]}, n_folds=prm["n_folds"],
+                               random_state=seed).fit(X, y)
+        coef, icpt, tuned = cv.best_estimator_.coef_, cv.best_estimator_.intercept_, _tuned(cv)
+    coef = np.repeat(coef, K, axis=0)
+    return Fitted(coef, np.repeat(icpt, K), np.abs(coef) > 0, tuned)
+
+
+def _fit_method(method: str, data: MultiTaskData, s: int, prm: dict, seed: int) -> tuple[Fitted, float]:
+    t0 = time.perf_counter()
+    fit = (_fit_mtl if method in METHODS else _fit_baseline)(method, data, s, prm, seed)
+    return fit, time.perf_counter() - t0
 
 
 def _tuned(cv: SparseMultiTaskCV) -> dict:
@@ -180,13 +243,12 @@ def _tuned(cv: SparseMultiTaskCV) -> dict:
                 cv_rmse=float(cv.best_rmse_))
 
 
-def _metrics(cv: SparseMultiTaskCV, data: MultiTaskData) -> dict:
-    est = cv.best_estimator_
-    counts = support_counts(est.support_.astype(float), data.support.astype(float))
-    err = np.concatenate([(est.coef_ - data.coef).ravel(), est.intercept_ - data.intercept])
-    return dict(rmse=multitask_rmse(data.Xs_test, data.ys_test, est.coef_, est.intercept_), f1=counts.f1,
+def _metrics(fit: Fitted, data: MultiTaskData) -> dict:
+    counts = support_counts(fit.support_.astype(float), data.support.astype(float))
+    err = np.concatenate([(fit.coef_ - data.coef).ravel(), fit.intercept_ - data.intercept])
+    return dict(rmse=multitask_rmse(data.Xs_test, data.ys_test, fit.coef_, fit.intercept_), f1=counts.f1,
                 tpr=counts.tpr, fpr=counts.fpr, mcc=counts.mcc, coef_error=float(np.sqrt(np.mean(err ** 2))),
-                support_size=float(est.support_.sum(axis=1).mean()))
+                support_size=float(fit.support_.sum(axis=1).mean()))
 
 
 # --------------------------------------------------------------------------- experiments
@@ -200,8 +262,8 @@ def fig1(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     rows = []
     K, p = data.coef.shape
     for method in prm["methods"]:
-        cv, secs = _fit_method(method, data, prm["s"], prm, seed)
-        est, tuned, met = cv.best_estimator_, _tuned(cv), _metrics(cv, data)
+        est, secs = _fit_method(method, data, prm["s"], prm, seed)
+        tuned, met = est.tuned, _metrics(est, data)
         for k in range(K):
             for j in range(p):
                 rows.append(dict(method=method, task=k, feature=j, coefficient=float(est.coef_[k, j]),
@@ -225,10 +287,9 @@ def sim_q(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
                                               r=prm["r"], r_p=prm["r_p"], rho=prm["rho"], beta_var=prm["beta_var"],
                                               tau=prm["tau"], coef_seed=seed)
                     for method in prm["methods"]:
-                        cv, secs = _fit_method(method, data, s, prm, rep_seed)
-                        rows.append(dict(n=n, q=q, replicate=rep, method=method, **_metrics(cv, data),
-                                         time_s=secs, seed=seed, r_card=data.info["r_card"],
-                                         **{k: v for k, v in _tuned(cv).items()}))
+                        fit, secs = _fit_method(method, data, s, prm, rep_seed)
+                        rows.append(dict(n=n, q=q, replicate=rep, method=method, **_metrics(fit, data),
+                                         time_s=secs, seed=seed, r_card=data.info["r_card"], **fit.tuned))
     return pd.DataFrame(rows)
 
 
@@ -301,9 +362,13 @@ def real_substitute(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
             rep_seed = seed * 100_003 + rep
             data = fscv_like(rep_seed, K=prm["K"], p=prm["p"], n=n, n_test=prm["n_test"])
             for method in prm["methods"]:
-                cv, secs = _fit_method(method, data, prm["s"], prm, rep_seed)
-                met = _metrics(cv, data)
+                fit, secs = _fit_method(method, data, prm["s"], prm, rep_seed)
+                met = _metrics(fit, data)
                 rows.append(dict(data="fscv_like (synthetic substitute for FSCV, osf.io/tb8fx)", n=n, replicate=rep,
                                  method=method, rmse=met["rmse"], support_size=met["support_size"], f1=met["f1"],
-                                 time_s=secs, seed=seed, **_tuned(cv)))
+                                 time_s=secs, seed=seed, **fit.tuned))
     return pd.DataFrame(rows)
+
+
+# the real-data experiments (full scale only) register themselves on import
+from reprise.mtl import real_experiments as _real_experiments  # noqa: E402,F401
