@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reprise.experiments import run_experiment
+from reprise.io import ReproError
 from reprise.papers import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,3 +69,14 @@ def test_tab4_frequencies_cover_every_feature(rows):
     assert len(feats) == 64 and feats.true_feature.sum() == 4
     summary = t[t.row == "summary"].iloc[0]
     assert summary.n_features == feats.selected.sum()
+
+
+@pytest.mark.parametrize("eid", ["tab2", "fig5"])
+def test_full_params_are_accepted_and_a_missing_dataset_is_named(manifest, eid, tmp_path):
+    """The full-scale params pass validation; without the fetched files the job stops before training, naming the
+    file and its fetch rule."""
+    params = {**manifest.experiments[eid].params["full"], "data_dir": str(tmp_path)}
+    with pytest.raises(ReproError, match=r"churn\.tsv\.gz is missing.*snakemake skinny_fetch_churn"):
+        run_experiment(manifest.experiments[eid].kind, params, 0)
+    listed = manifest.experiments[eid].inputs["full"]
+    assert "data/raw/pmlb/churn/churn.tsv.gz" in listed and "data/raw/pmlb/churn/metadata.yaml" in listed
