@@ -23,7 +23,8 @@ Pipeline (all models real transformers ``LlamaForCausalLM`` built from a seeded 
    structured driver (:func:`reprise.llm.driver.structured.prune_structured`, calibration: the
    first ``n_calib`` training sequences), the model shrunk physically
    (:func:`reprise.llm.export.shrink_model`), saved and reloaded (``reload_max_abs_diff``), then
-   re-distilled ``redistill_epochs`` from the teacher;
+   re-distilled ``redistill_epochs`` from the teacher; the dense student gets the same extra
+   epochs as a control (``dense / redistilled``), since re-distillation is also more training;
 5. *quantization*: the FKL student's block linears by each of ``quant`` (``"<method>/w<bits>"``:
    ``rtn`` or ``quantease``, per-row grids) through :func:`reprise.llm.driver.compress_model`.
 
@@ -38,8 +39,9 @@ popularity=0.5, world_seed=0`` (the task), ``n_train=3000, n_student=1000, n_tes
 n_calib=128, teacher_hidden=64, teacher_intermediate=256, student_hidden=32,
 student_intermediate=128, layers=2, heads=4, teacher_epochs=8, student_epochs=10, batch_size=32,
 lr=1e-3, temperature=1.0, generative=true, gen_epochs=8, onpolicy_epochs=4,
-onpolicy_fraction=1.0, sample_temperature=0.85, prune_sparsities=[0.5, 0.75], prune_methods=[mp, osscar],
-redistill_epochs=1, redistill_lr=1e-3, quant=[rtn/w8, rtn/w4, quantease/w4], device="auto"``
+onpolicy_fraction=1.0, sample_temperature=0.85, prune_sparsities=[0.5, 0.9], prune_methods=[mp, osscar],
+redistill_epochs=1, redistill_lr=1e-3, quant=[rtn/w8, rtn/w4, quantease/w4, rtn/w2, quantease/w2],
+device="auto"``
 (CUDA when available). ``seed`` draws the data and every init.
 
 Measured (OMP_NUM_THREADS=1, the shared 2-core machine): see config/papers/effai.yaml's notes.
@@ -94,9 +96,9 @@ SPEC = {
     "lr": (1e-3, real(0.0, strict=True)), "temperature": (1.0, real(0.0, strict=True)),
     "generative": (True, boolean), "gen_epochs": (8, integer(1)), "onpolicy_epochs": (4, integer(1)),
     "onpolicy_fraction": (1.0, real(0.0, high=1.0)), "sample_temperature": (0.85, real(0.0)),
-    "prune_sparsities": ([0.5, 0.75], list_of(real(0.0, strict=True, high=0.95), scalar=True)), "prune_methods": (["mp", "osscar"], list_of(choice("mp", "osscar", "mp-plus", "ziplm"), non_empty=False)),
+    "prune_sparsities": ([0.5, 0.9], list_of(real(0.0, strict=True, high=0.95), scalar=True)), "prune_methods": (["mp", "osscar"], list_of(choice("mp", "osscar", "mp-plus", "ziplm"), non_empty=False)),
     "redistill_epochs": (1, integer(0)), "redistill_lr": (1e-3, real(0.0, strict=True)),
-    "quant": (["rtn/w8", "rtn/w4", "quantease/w4"], list_of(_quant_setting, non_empty=False)),
+    "quant": (["rtn/w8", "rtn/w4", "quantease/w4", "rtn/w2", "quantease/w2"], list_of(_quant_setting, non_empty=False)),
     "device": ("auto", _device),
 }
 
@@ -260,6 +262,13 @@ def sub_kd(params: Mapping[str, Any], seed: int):
     base_auc = _direct_auc(base, test_d, test.label)
     if p["prune_methods"]:
         rows.append(_row("prune", "student", "dense", "fkl", base, base_auc))
+        if p["redistill_epochs"]:  # the control: the same extra distillation without pruning
+            t0 = time.perf_counter()
+            more = copy.deepcopy(base)
+            distill.train(more, ids_d[:ns], mask_d[:ns], teacher=teacher, epochs=p["redistill_epochs"], batch_size=bs,
+                          lr=p["redistill_lr"], temperature=T, seed=seed + 4, device=device, name="dense-redistill")
+            rows.append(_row("prune", "student", "dense", "redistilled", more, _direct_auc(more, test_d, test.label),
+                             seconds=time.perf_counter() - t0))
     for sparsity in p["prune_sparsities"] if p["prune_methods"] else []:
         setting = f"s{round(100 * sparsity)}"
         for method in p["prune_methods"]:
