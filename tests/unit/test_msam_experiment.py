@@ -204,3 +204,22 @@ def test_cifar_task_reads_the_tarball_and_trains_with_augmentation(tmp_path, mon
     assert built == [(10, "batch", 2)] * 3 and set(rows.norm) == {"batch"} and set(rows.model) == {"resnet18"}
     assert len(rows) == 6 and rows.train_loss.notna().all() and rows[rows.epoch == 1].sharpness.notna().all()
     assert set(rows.device) == {"cpu"} and (rows.note == "").all()  # the real data: no stand-in note
+
+
+@pytest.mark.parametrize("unnormalised", [False, True])
+def test_vectorised_msam_step_equals_the_loop(unnormalised):
+    from reprise.sam.msam import vmap_msam_step
+
+    x, y = _batch(32, 7)
+    ends = []
+    for step in (train_step, vmap_msam_step):
+        model = _mlp(2)
+        opt = SAM(model.parameters(), torch.optim.SGD, rho=0.1, micro_batches=4, unnormalised=unnormalised, lr=0.2,
+                  momentum=0.9, weight_decay=1e-3)
+        losses = [step(model, opt, CE, x[16 * i:16 * i + 16], y[16 * i:16 * i + 16], 4) for i in (0, 1, 0)]
+        ends.append((torch.cat([p.detach().flatten() for p in model.parameters()]), losses))
+    torch.testing.assert_close(ends[1][0], ends[0][0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ends[1][1], ends[0][1], rtol=1e-12)
+    bn = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.BatchNorm1d(4)).to(F64)
+    with pytest.raises(ReproError, match="BatchNorm"):
+        vmap_msam_step(bn, SAM(bn.parameters(), torch.optim.SGD, lr=0.1, micro_batches=2), CE, x, y, 2)

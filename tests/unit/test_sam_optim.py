@@ -214,3 +214,24 @@ def test_msam_surrogate_upper_bounds_the_sam_surrogate_to_first_order():
         gap = msam_perturbed - pert[1]
         assert gap > 0
         assert gap / rho == pytest.approx(first_order_gap, rel=rho)  # measured: 0.17ρ
+
+
+def test_groups_with_their_own_rho_and_adaptive_share_one_norm():
+    A, c, w0 = _quadratic(5, p=4)
+    a = w0[:2].clone().requires_grad_(True)
+    b = w0[2:].clone().requires_grad_(True)
+    opt = SAM([{"params": [a], "rho": 0.3}, {"params": [b], "rho": 0.1, "adaptive": True}], torch.optim.SGD, lr=0.05)
+
+    def closure():
+        opt.zero_grad()
+        w = torch.cat([a, b])
+        loss = 0.5 * (w - c) @ A @ (w - c)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    g = A @ (w0 - c)
+    T = torch.cat([torch.ones(2, dtype=F64), w0[2:].abs()])  # |w| scaling in the adaptive group only
+    norm = (T * g).norm()
+    eps = torch.cat([0.3 * g[:2], 0.1 * w0[2:] ** 2 * g[2:]]) / norm
+    torch.testing.assert_close(torch.cat([a, b]).detach(), w0 - 0.05 * (A @ (w0 + eps - c)), rtol=0, atol=1e-12)
