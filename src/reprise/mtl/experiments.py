@@ -13,7 +13,19 @@ one grid serves designs with different outcome scales. Methods (§6.4):
 * ``zbar_mtl`` — z̄ penalty, the paper's proposal (tune λ₁ × λ_z).
 
 All four use the IHT solver with the package's defaults (warm start, local search 50 passes) and
-K-fold CV by multi-task RMSE (:class:`~reprise.mtl.SparseMultiTaskCV`).
+K-fold CV by multi-task RMSE (:class:`~reprise.mtl.SparseMultiTaskCV`). Baselines of the real-data
+figures (:mod:`reprise.mtl.baselines`), usable in every experiment's ``methods``:
+
+* ``sgl`` — sparse group lasso across tasks (groups = one feature over the tasks), tuned along a
+  ``n_lambda`` path (λ_max … λ_max·``lambda_ratio``) for each α in ``sgl_alpha_grid`` under the
+  support cap s (mean support per task <= s, as the scripts),
+* ``gel`` — grpreg's group exponential lasso (τ = ``gel_tau``, 1/3), tuned the same way,
+* ``pooled_l0`` / ``pooled_ridge`` — the scripts' "merged" fits: one L0L2 (support s) or ridge fit on
+  the stacked rows of all tasks, tuned over ``lambda1_grid``.
+
+Smoke adds ``sgl``, ``pooled_l0`` and ``pooled_ridge`` to ``sim_q`` and the pooled two to
+``real_substitute`` (α = 0.5, 8-point paths); full adds every baseline (10 α values in [0, 1],
+100-point paths).
 
 ``mtl.fig1`` — support matrices (Fig 1). Rows (method, task, feature): ``coefficient``,
 ``selected``, ``true_coefficient``, ``true_selected``, the tuned ``s, lambda1, lambda2, lambda_z``
@@ -57,7 +69,10 @@ FSCV-like substitute** (:func:`~reprise.mtl.fscv_like`, AR(1) ρ=0.95), labelled
   100 replicates, 5-fold CV.
 
 Measured smoke times on one core of the development machine (OMP_NUM_THREADS=1): fig1 0.8 s,
-sim_q 3.6 s, tab3 0.3 s, real_substitute 6.4 s (9.9 s under load); ``SMOKE_SECONDS``.
+sim_q 3.6 s, tab3 0.3 s, real_substitute 6.4 s (9.9 s under load) before the baselines; the
+baselines add about 5.8 s to sim_q (SGL 5.1 s) and 0.6 s to real_substitute, measured under load
+(sim_q 13.7 s and real_substitute 14.2 s in all, the other methods also running about 2x slow);
+``SMOKE_SECONDS``. GEL is full scale only (about 20 s on either smoke design).
 """
 from __future__ import annotations
 
@@ -99,14 +114,15 @@ SMOKE_PARAMS: dict[str, dict[str, Any]] = {
                  lambda_z_grid=[0.0, 0.03, 0.1], methods=list(METHODS), **_BASELINE_SMOKE),
     "sim_q": dict(K=3, p=40, n_values=[50], n_test=None, r=8, r_p=0.5, s_values=[4], q_values=[0, 4, 8],
                   replicates=5, beta_var=50.0, tau=1.0, rho=0.5, n_folds=3, lambda1_grid=[1e-3, 1e-2, 1e-1],
-                  lambda2_grid=[1e-2, 1e-1, 1.0], lambda_z_grid=[0.0, 0.03, 0.1], methods=list(METHODS),
-                  **_BASELINE_SMOKE),
+                  lambda2_grid=[1e-2, 1e-1, 1.0], lambda_z_grid=[0.0, 0.03, 0.1],
+                  methods=[*METHODS, "sgl", "pooled_l0", "pooled_ridge"], **_BASELINE_SMOKE),
     "tab3": dict(K=2, p=8, n=50, n_test=50, s=2, s_true=2, q=1, rho=0.4, snr_db=10.0, lambda1=1e-3,
                  lambda_z=0.05, replicates=3, big_m=None, tune=False, s_grid=[2], lambda_z_grid=[0.05],
                  n_folds=5, oa_time_limit=180.0),
     "real_substitute": dict(K=4, p=100, n_values=[50, 100], n_test=100, s=10, replicates=1, n_folds=3,
                             lambda1_grid=[1e-3, 1e-2, 1e-1], lambda2_grid=[1e-2, 1e-1, 1.0],
-                            lambda_z_grid=[0.0, 0.03, 0.1], methods=list(METHODS), **_BASELINE_SMOKE),
+                            lambda_z_grid=[0.0, 0.03, 0.1], methods=[*METHODS, "pooled_l0", "pooled_ridge"],
+                            **_BASELINE_SMOKE),
 }
 
 FULL_PARAMS: dict[str, dict[str, Any]] = {
@@ -128,7 +144,7 @@ FULL_PARAMS: dict[str, dict[str, Any]] = {
 
 #: measured wall seconds at the smoke params (seed 0, OMP_NUM_THREADS=1, the 2-core development
 #: machine shared with other jobs; the second figure of real_substitute is under load)
-SMOKE_SECONDS = {"fig1": 0.8, "sim_q": 3.6, "tab3": 0.3, "real_substitute": 6.4}
+SMOKE_SECONDS = {"fig1": 0.8, "sim_q": 3.6 + 5.8, "tab3": 0.3, "real_substitute": 6.4 + 0.6}
 
 
 # --------------------------------------------------------------------------- params
