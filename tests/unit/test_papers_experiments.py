@@ -15,7 +15,7 @@ from reprise.experiments import (EXPERIMENTS, boolean, choice, experiment, get_e
                                  params, real, run_job)
 from reprise.io import ReproError
 from reprise.papers import load_manifest
-from reprise.papers.experiment_study import (check_results, experiment_file, experiment_jobs, experiment_params,
+from reprise.papers.experiment_study import (check_lines, check_results, experiment_file, experiment_jobs, experiment_params,
                                              read_rows, render_experiment)
 
 KIND = "sam.unit_quadratic"
@@ -71,6 +71,10 @@ MANIFEST = textwrap.dedent(f"""
       - {{id: unscaled, text: "only compared beyond smoke", experiment: tab, metric: loss, value: 0.5, source: log}}
       - {{id: bound, text: "loss at most 0.9 after step 0", experiment: tab, where: {{step: [1, 2]}}, metric: loss,
           value: 0.9, at_most: true, source: log, scales: [smoke]}}
+      - {{id: floor, text: "GD loss at least 0.4 at step 1", experiment: tab, where: {{method: gd, step: 1}}, metric: loss,
+          value: 0.4, at_least: true, source: log, scales: [smoke]}}
+      - {{id: high-floor, text: "GD loss at least 0.9 at step 1 (a wrong bound)", experiment: tab,
+          where: {{method: gd, step: 1}}, metric: loss, value: 0.9, at_least: true, source: log, scales: [smoke]}}
 """)
 SMOKE = {"scale": "smoke", "seeds": [0, 1], "papers": {"toyexp": {}}}
 
@@ -148,6 +152,10 @@ def test_checks_give_verdicts(m, tmp_path):
     assert verdicts["sam-first"].verdict == "fail"
     assert verdicts["unscaled"].verdict == "smoke"  # no scales: never compared at smoke
     assert verdicts["bound"].verdict == "pass" and verdicts["bound"].ours < 0.9
+    # a lower bound: GD's loss at step 1 is about 0.5
+    assert verdicts["floor"].verdict == "pass" and verdicts["high-floor"].verdict == "fail"
+    lines = "\n".join(check_lines(list(verdicts.values())))
+    assert "| ≥ 0.4 |" in lines and "| ≤ 0.9 |" in lines
 
 
 def test_params_per_scale_and_manifest_errors(m, tmp_path):

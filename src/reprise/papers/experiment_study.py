@@ -279,9 +279,9 @@ def check_results(manifest: Manifest, scale_cfg: Mapping, runs_dir: str | Path) 
         _need(rows, [c.metric], f"checks {c.id}")
         ours = float(rows[c.metric].mean()) if len(rows) else None
         compared = scale in c.scales if c.scales else not is_smoke(scale_cfg)
-        if c.at_most and compared and ours is not None and c.value is not None:
+        if (c.at_most or c.at_least) and compared and ours is not None and c.value is not None:
             slack = c.tolerance.bound(c.value) if c.tolerance else 0.0
-            v = PASS if ours <= c.value + slack else FAIL
+            v = PASS if (ours <= c.value + slack if c.at_most else ours >= c.value - slack) else FAIL
         else:
             v = verdict(ours, c.value, c.tolerance, smoke=not compared)
         reason = "" if compared else (f"compared at scale {', '.join(c.scales)} only" if c.scales
@@ -299,7 +299,7 @@ def check_lines(results: list[CheckResult]) -> list[str]:
         c = r.check
         where = ", ".join(f"{k}={v}" for k, v in c.where.items())
         tol = c.tolerance.describe() if c.tolerance else "—"
-        value = "—" if c.value is None else _fmt(c.value)
+        value = "—" if c.value is None else ("≤ " if c.at_most else "≥ " if c.at_least else "") + _fmt(c.value)
         ours = "—" if r.ours is None else _fmt(r.ours)
         lines.append(f"| {c.text} | `{c.experiment}` | {c.metric} ({where or 'all'}; {r.n_rows} rows) | {value} | "
                      f"`{c.source}` | {tol} | {ours} | **{r.verdict}** | {r.reason} |")

@@ -173,6 +173,7 @@ class Check:
     source: str
     scales: tuple[str, ...] = ()  # the scales whose params make the comparison meaningful (none: every scale)
     at_most: bool = False  # the value is an upper bound (pass when ours ≤ value + tolerance)
+    at_least: bool = False  # the value is a lower bound (pass when ours ≥ value − tolerance)
 
 
 @dataclass(frozen=True)
@@ -582,7 +583,11 @@ def _checks(path: Path, m: dict, experiments: Mapping[str, Experiment], sources:
                          where=MappingProxyType(dict(c.get("where") or {})), metric=c["metric"],
                          value=None if c.get("value") is None else float(c["value"]),
                          tolerance=_tolerance(c.get("tolerance")), source=c["source"],
-                         scales=tuple(c.get("scales", ())), at_most=bool(c.get("at_most", False))))
+                         scales=tuple(c.get("scales", ())), at_most=bool(c.get("at_most", False)),
+                         at_least=bool(c.get("at_least", False))))
+        if c.get("at_most") and c.get("at_least"):
+            raise _fail(path, where, "a check is either an upper bound (at_most) or a lower bound (at_least)",
+                        "keep one of them")
     return tuple(out)
 
 

@@ -3,13 +3,13 @@
 (:mod:`reprise.experiments`); tab3 renders tab2's rows and fig6 tab4's (``rows_from``).
 
 - ``trees.tab2`` — feature selection at a 25 % budget per dataset. Rows (column ``method``): ``search`` (one per
-  dataset: ``n_trials``, ``trials_within_budget``, ``no_trial_within_budget``, ``budget_features`` and the selected
+  dataset: ``n_trials``, ``trials_within_budget``, ``budget_features`` and the selected
   configuration), ``skinny_trees`` (the selected configuration re-trained ``reruns`` times, ``rerun`` =
   0 … reruns−1, model seed ``seed·1000 + rerun``), ``dense_trees`` (the same configuration with λ₀ = 0, for tab3),
   and the importance baselines ``random_forest``, ``hist_gradient_boosting``, ``lightgbm`` (:mod:`.baselines`).
   Metric columns ``valid_auc, test_auc, test_acc, n_features, n_features_approx`` (rows with
   ``‖W_j‖/sqrt(#nodes) > 1e-4``), ``compression`` (p / #features),
-  ``test_auc_gap`` (1 − test AUC), ``over_budget`` (1 when a re-run keeps more than ``budget_features``).
+  ``over_budget`` (1 when a re-run keeps more than ``budget_features``).
   Params (defaults = smoke): ``datasets=["breast_cancer"]`` (others are PMLB names read from ``data_dir``/<name>/),
   ``data_dir="data/raw/pmlb"``, ``n_trials=6``, ``tuning_seeds=[0, 1, 2]``,
   ``max_trees=10, max_depth=3, max_epochs=60``, ``budget=0.25``, ``reruns=3``, ``dense=true``,
@@ -22,7 +22,7 @@
   epochs, kernel_l2, temperature, tuning_seed, trial``. Params ``n_features=33`` (churn's p after one-hot), ``budget=0.25``. No
   training; well under 1 s.
 - ``trees.tab4`` — synthetic regression (§1.6 generator). Rows ``row = summary`` per (setting, data seed): the trial
-  of least validation MSE, its ``test_mse, n_features, f1, tpr, fpr, f1_gap`` (1 − F1); ``row = feature`` per
+  of least validation MSE, its ``test_mse, n_features, f1, tpr, fpr``; ``row = feature`` per
   feature: ``feature, selected`` (0/1), ``true_feature`` — fig6 averages ``selected`` over the data seeds (selection
   frequency). Params (defaults = smoke): ``rho=[0.5], p=[64]`` (zipped), ``n_train=[100]``, ``k=4``,
   ``n_test=2000``, ``noise=0.5``, ``data_seeds=[1, 2, 3]``, ``n_trials=5``, ``max_trees=10, max_depth=3,
@@ -84,8 +84,7 @@ def _classifier_metrics(est, split) -> dict[str, float]:
     k = len(est.selected_features_)
     W = est.model_.kernel.detach().double()
     approx = int((W.norm(dim=1) / math.sqrt(W.shape[1]) > 1e-4).sum())  # §1.7's "approximate" count
-    return {**m, "n_features": k, "n_features_approx": approx, "compression": split.n_features / k if k else math.nan,
-            "test_auc_gap": 1.0 - m["test_auc"]}
+    return {**m, "n_features": k, "n_features_approx": approx, "compression": split.n_features / k if k else math.nan}
 
 
 @experiment("trees.tab2")
@@ -121,8 +120,7 @@ def tab2(given: Mapping[str, Any], seed: int):
                            max_depth=P["max_depth"], max_epochs=P["max_epochs"], device=P["device"])
         best, n_within = select_trial(trials, p, P["budget"])
         base = {"dataset": ds, "p": p, "budget_features": k}
-        search = {**base, "method": "search", "n_trials": len(trials), "trials_within_budget": n_within,
-                  "no_trial_within_budget": int(n_within == 0)}
+        search = {**base, "method": "search", "n_trials": len(trials), "trials_within_budget": n_within}
         # the same columns whether or not a trial met the budget (NaN then), so the search table always renders
         search.update({c: (best[c] if best is not None else math.nan) for c in CONFIG_KEYS},
                       selected_valid_auc=best["valid_auc"] if best is not None else math.nan,
@@ -143,7 +141,7 @@ def tab2(given: Mapping[str, Any], seed: int):
             rows.append({**base, "method": method, "rerun": 0, "valid_auc": res["valid_auc"],
                          "valid_acc": res["valid_acc"],
                          "test_auc": res["test_auc"], "test_acc": res["test_acc"], "n_features": res["n_features"],
-                         "compression": p / res["n_features"], "test_auc_gap": 1.0 - res["test_auc"]})
+                         "compression": p / res["n_features"]})
     return pd.DataFrame(rows)
 
 
@@ -210,8 +208,7 @@ def tab4(given: Mapping[str, Any], seed: int):
                 test_mse = float(best["test_mse"])
                 key = {"rho": rho, "p": p, "n_train": n, "data_seed": ds}
                 rows.append({**key, "row": "summary", "test_mse": test_mse, "valid_mse": best["valid_mse"],
-                             "n_features": int(chosen.sum()), "f1": sc.f1, "tpr": sc.tpr, "fpr": sc.fpr,
-                             "f1_gap": 1.0 - sc.f1, **config})
+                             "n_features": int(chosen.sum()), "f1": sc.f1, "tpr": sc.tpr, "fpr": sc.fpr, **config})
                 rows += [{**key, "row": "feature", "feature": j, "selected": int(chosen[j]),
                           "true_feature": int(truth[j])} for j in range(p)]
                 log.info("%s rho=%g p=%d n=%d seed %d: test MSE %.3f, F1 %.2f, %d features", name, rho, p, n, ds,
