@@ -95,8 +95,16 @@ def test_lora_trains_adapters_head_and_biases_only():
     assert torch.equal(next(iter(base.values())), net.conv1.weight)
 
 
-def test_experiment_params_fail_early():
+def test_experiment_params_fail_early(monkeypatch):
+    import reprise.dp.finetune
+    import reprise.dp.pretrain
     from reprise.experiments import run_experiment
+
+    def no_training(*a, **k):
+        raise AssertionError("training started before the bad input was caught")
+
+    monkeypatch.setattr(reprise.dp.pretrain, "pretrain", no_training)
+    monkeypatch.setattr(reprise.dp.finetune, "finetune", no_training)
 
     with pytest.raises(ReproError, match="unknown params 'epsilon'"):
         run_experiment("dp.sparta", {"epsilon": 8}, 0)
@@ -107,6 +115,14 @@ def test_experiment_params_fail_early():
         run_experiment("dp.sparta", {**grid, "data_dir": "/nonexistent"}, 0)
     with pytest.raises(ReproError, match="outside the grid of 1 runs"):
         run_experiment("dp.sparta", {**grid, "data_dir": "/nonexistent"}, 1)
+    smoke = dict(dataset_names=["digits"], models=["digits_cnn"], methods=["sparta"], epsilons=[8.0], grid_job=False,
+                 epochs=2, mask_epoch=1, batch_size=64)
+    with pytest.raises(ReproError, match="delta=0.01 must be in"):  # δ ≥ 1/n for the 672 private digits
+        run_experiment("dp.sparta", {**smoke, "delta": 0.01}, 0)
+    with pytest.raises(ReproError, match="epsilon=1e-09 .*cannot be met"):
+        run_experiment("dp.sparta", {**smoke, "epsilons": [1e-9]}, 0)
+    with pytest.raises(ReproError, match="wrn_28_10_gn.*not released"):
+        run_experiment("dp.sparta", {**grid, "models": ["wrn_28_10_gn"]}, 0)
 
 
 def test_launch_grid_order_matches_the_array_index():

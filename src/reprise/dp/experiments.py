@@ -25,12 +25,17 @@ mp_weights, sparta, lora]``, ``seeds=[0, 16, 42]``, ``epsilons=[2, 4, 8]``, ``de
 
 Smoke (§3.10): scikit-learn's digits stand in for CIFAR. "Public pretraining": ``DigitsCNN`` trained
 non-privately on digits 0–4; "private fine-tuning": digits 5–9 (75 % train, 25 % test) with a new 5-class head.
-Measured (OMP_NUM_THREADS=1, shared 2-core machine): the smoke job (pretraining, 7 main-table arms, 6 ablation
-arms) ≈ 12 s besides the ≈ 4 s start-up.
+Measured (OMP_NUM_THREADS=1, the shared 2-core machine at load ≈ 4): the smoke job (pretraining, 7 main-table arms,
+6 ablation arms) 12.5 CPU-s with start-up (snakemake's benchmark: 8.6 CPU-s, 19 s wall); an arm ≈ 0.5–1 s, LoRA
+≈ 3 s (importing peft). Full-scale ResNet-18-GN per-sample gradients on this CPU: ≈ 1.5 s per image, i.e. GPU only.
+
+Everything that can be wrong (model/dataset pairs, the dropped WRN row, missing CIFAR archives or checkpoint, a
+budget that cannot be met: ε ≤ 0, δ ≥ 1/n, σ calibration failing) raises a ReproError before any training.
 """
 from __future__ import annotations
 
 import logging
+import math
 from functools import partial
 from itertools import product
 from pathlib import Path
@@ -187,6 +192,7 @@ def sparta(params: Mapping[str, Any], seed: int):
     """The main table's runs and the ablation (module doc)."""
     import pandas as pd
 
+    from reprise.dp.engine import check_budget, noise_multiplier
     from reprise.dp.finetune import FinetuneConfig, finetune
     from reprise.llm.models.blockwise import pick_device
 
@@ -201,26 +207,39 @@ def sparta(params: Mapping[str, Any], seed: int):
         runs = [runs[seed]]
     else:
         runs = run_list({**p, "seeds": [seed]})
-    rows, cache = [], {}
-    for i, run in enumerate(runs):
+    # everything that can be wrong is checked before any training (pretraining included): model/dataset pairs,
+    # the WRN row, the data, every run's config and privacy budget (σ calibrated here, memoised for the runs)
+    data, configs = {}, []
+    for run in runs:
         ds = run["dataset"]
-        if cache.get("dataset") != ds:
-            cache = {"dataset": ds}
-            if ds == "digits":
-                cache["digits"] = digits_split(p["split_seed"])
-                _, cache["train"], cache["test"] = cache["digits"]
-            else:
-                (cache["train"], cache["test"]) = _cifar(p["data_dir"], ds)
         if (ds == "digits") != (run["model"] == "digits_cnn"):
             raise ReproError(f"{name}: model {run['model']!r} does not go with dataset {ds!r} (digits_cnn is the "
                              "digits model, the others are CIFAR models)")
-        num_classes = int(cache["train"][1].max()) + 1
-        model, label, tr_tf, te_tf = _pretrained(run["model"], num_classes, p, run["seed"], cache)
+        if run["model"] == "wrn_28_10_gn":
+            _pretrained("wrn_28_10_gn", 0, p, 0, {})  # raises: the row is dropped
+        if ds not in data:
+            if ds == "digits":
+                public, train, test = digits_split(p["split_seed"])
+                data[ds] = {"dataset": ds, "digits": (public, train, test), "train": train, "test": test}
+            else:
+                train, test = _cifar(p["data_dir"], ds)
+                data[ds] = {"dataset": ds, "train": train, "test": test}
         cfg = FinetuneConfig(method=run["method"], epsilon=run["epsilon"], delta=p["delta"],
                              max_grad_norm=p["max_grad_norm"], batch_size=p["batch_size"],
                              physical_batch=p["physical_batch"], epochs=p["epochs"], mask_epoch=run["mask_epoch"],
                              density=run["density"], lr=p["lr"], classifier_lr=p["classifier_lr"],
                              momentum=p["momentum"], warm_up=p["warm_up"], accountant=p["accountant"], seed=run["seed"])
+        n = len(data[ds]["train"][1])
+        check_budget(cfg.epsilon, cfg.delta, n, f"{name}: params")
+        if not 1 <= cfg.batch_size <= n:
+            raise ReproError(f"{name}: params['batch_size']={cfg.batch_size} must be in [1, n={n}]")
+        noise_multiplier(cfg.epsilon, cfg.delta, 1.0 / math.ceil(n / cfg.batch_size), cfg.epochs, cfg.accountant)
+        configs.append(cfg)
+    rows = []
+    for i, (run, cfg) in enumerate(zip(runs, configs)):
+        cache = data[run["dataset"]]
+        num_classes = int(cache["train"][1].max()) + 1
+        model, label, tr_tf, te_tf = _pretrained(run["model"], num_classes, p, run["seed"], cache)
         out = finetune(model, cache["train"], cache["test"], cfg, device, tr_tf, te_tf)
         m = out.metrics
         phased = run["method"] in ("sparta", "sparta_weighted", "random_rows")
