@@ -15,7 +15,7 @@ from reprise.experiments import (EXPERIMENTS, boolean, choice, experiment, get_e
                                  params, real, run_job)
 from reprise.io import ReproError
 from reprise.papers import load_manifest
-from reprise.papers.experiment_study import (check_lines, check_results, experiment_file, experiment_jobs, experiment_params,
+from reprise.papers.experiment_study import (check_lines, check_results, experiment_caption, experiment_file, experiment_jobs, experiment_params,
                                              read_rows, render_experiment)
 
 KIND = "sam.unit_quadratic"
@@ -161,8 +161,12 @@ def test_checks_give_verdicts(m, tmp_path):
 def test_params_per_scale_and_manifest_errors(m, tmp_path):
     full = {"scale": "full", "seeds": [0], "papers": {"toyexp": {}}}
     assert experiment_params(m, "tab", full) == {"steps": 5, "replicates": 4}
-    with pytest.raises(ReproError, match="params has no entry for scale 'full'"):
+    with pytest.raises(ReproError, match="curve does not run at scale 'full'"):
         experiment_params(m, "curve", full)
+    # an experiment without params for a scale is left out of that scale's jobs, and its caption says so
+    assert {e for e, _k, _s in experiment_jobs(m, full)} == {"tab"}
+    assert "Not run at scale 'full'" in experiment_caption(m, "curve", full)
+    assert {e for e, _k, _s in experiment_jobs(m, SMOKE)} == {"tab", "curve", "grid"}
     bad = tmp_path / "bad.yaml"
     bad.write_text(MANIFEST.replace("plot: {x: step, y: loss, series: method, logy: true}", "plot: {x: step}"))
     with pytest.raises(ReproError, match="view line needs y"):

@@ -23,15 +23,28 @@ SEED = "seed"
 COUNT = "n_rows"  # a table cell's number of averaged rows (replicates x seeds)
 
 
-def experiment_params(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> dict[str, Any]:
-    """The params of ``experiment`` at this scale (``params.<scale>``; mini falls back to full)."""
+def _params_key(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> str | None:
     spec = manifest.experiments[experiment]
     scale = scale_name(scale_cfg)
-    for key in (scale, "full") if scale == "mini" else (scale,):
-        if key in spec.params:
-            return dict(spec.params[key])
-    raise ReproError(f"{manifest.path}: experiments.{experiment}.params has no entry for scale '{scale}'; "
-                     f"add params.{scale}")
+    return next((k for k in ((scale, "full") if scale == "mini" else (scale,)) if k in spec.params), None)
+
+
+def runs_at(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> bool:
+    """Whether ``experiment`` runs at this scale: its params have an entry for it (mini falls back
+    to full). An experiment with full-scale params only (e.g. real data a fetch rule downloads) is
+    left out of `all` and of the plan at smoke, and report.md says so."""
+    return _params_key(manifest, experiment, scale_cfg) is not None
+
+
+def experiment_params(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> dict[str, Any]:
+    """The params of ``experiment`` at this scale (``params.<scale>``; mini falls back to full)."""
+    key = _params_key(manifest, experiment, scale_cfg)
+    if key is None:
+        scale = scale_name(scale_cfg)
+        ran = ", ".join(manifest.experiments[experiment].params) or "none"
+        raise ReproError(f"{manifest.path}: experiments.{experiment} does not run at scale '{scale}' (params for: "
+                         f"{ran}); run it with --configfile config/scales/<one of those>.yaml, or add params.{scale}")
+    return dict(manifest.experiments[experiment].params[key])
 
 
 def experiment_seeds(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> list[int]:
@@ -42,8 +55,8 @@ def experiment_seeds(manifest: Manifest, experiment: str, scale_cfg: Mapping) ->
 
 def experiment_jobs(manifest: Manifest, scale_cfg: Mapping) -> list[tuple[str, str, int]]:
     """(experiment, kind, seed) of every experiment job of the paper at this scale."""
-    return [(eid, spec.kind, s) for eid, spec in manifest.experiments.items() if not spec.rows_from
-            for s in experiment_seeds(manifest, eid, scale_cfg)]
+    return [(eid, spec.kind, s) for eid, spec in manifest.experiments.items()
+            if not spec.rows_from and runs_at(manifest, eid, scale_cfg) for s in experiment_seeds(manifest, eid, scale_cfg)]
 
 
 def experiment_file(runs_dir: str | Path, paper: str, experiment: str, seed: int) -> Path:
@@ -98,6 +111,9 @@ def selected_rows(manifest: Manifest, experiment: str, rows):
 
 def experiment_caption(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> str:
     spec = manifest.experiments[experiment]
+    if not runs_at(manifest, experiment, scale_cfg):
+        return (spec.caption.rstrip(". ") + f". Not run at scale '{scale_name(scale_cfg)}': its params are for "
+                f"{', '.join(spec.params)} only.")
     seeds = experiment_seeds(manifest, experiment, scale_cfg)
     params = experiment_params(manifest, experiment, scale_cfg)
     shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "its defaults"
@@ -264,11 +280,15 @@ class CheckResult:
 
 def check_results(manifest: Manifest, scale_cfg: Mapping, runs_dir: str | Path) -> list[CheckResult]:
     """Each ``check`` against the mean of its metric over the matching rows of every seed's CSV."""
-    from reprise.papers.report import FAIL, MISSING, PASS, SMOKE, verdict
+    from reprise.papers.report import FAIL, MISSING, NOT_REGENERATED, PASS, SMOKE, verdict
 
     scale = scale_name(scale_cfg)
     out = []
     for c in manifest.checks:
+        if not runs_at(manifest, c.experiment, scale_cfg):
+            out.append(CheckResult(c, None, 0, NOT_REGENERATED, f"experiment {c.experiment} does not run at scale "
+                                                                 f"'{scale}'"))
+            continue
         files = [experiment_file(runs_dir, manifest.paper, manifest.experiments[c.experiment].job, s)
                  for s in experiment_seeds(manifest, c.experiment, scale_cfg)]
         files = [f for f in files if f.is_file()]
