@@ -3,12 +3,13 @@
 ``fn(params, seed) -> DataFrame`` (see :mod:`reprise.experiments`), one row per fine-tuning run with the columns
 ``study, method, dataset, model, pretrained, epsilon, delta, sigma, seed, test_accuracy, test_error,
 spent_epsilon, trainable_fraction, wall_s, density, mask_epoch, epochs, batch_size, steps, sample_rate, accountant``
-(``study`` is ``main`` or ``ablation``; ``pretrained`` says where the starting weights come from).
+(``study`` is ``main``, ``ablation`` or ``score``; ``pretrained`` says where the starting weights come from).
 
 The run list. ``main``: the launch script's grid in its array order [V-code] — task index
 ``method + M·(seed + S·(epsilon + E·(dataset + D·model)))`` over ``methods × seeds × epsilons × datasets × models``;
 ``ablation``: SPARTA over ``ablation_densities × ablation_mask_epochs × seeds`` on the first dataset and model at
-the largest ε, appended after the whole launch grid (indices from ``M·S·E·D·len(models)`` on). With
+the largest ε, appended after the whole launch grid (indices from ``M·S·E·D·len(models)`` on); ``score``: the
+other mask rules (``score_methods`` × ``seeds``, same cell, default density and mask epoch) after those. With
 ``grid_job=false`` (smoke) one job runs every item of the list with the seed list ``[seed]`` and pretrains the
 smoke model once; with ``grid_job=true`` (full) the workflow's ``seed`` is the task index and the job runs that
 one item (the manifest lists the indices, leaving out the dropped WRN-28-10 model's).
@@ -18,7 +19,8 @@ Params (defaults = full scale, the launch script [V-code]): ``dataset_names=[cif
 mp_weights, sparta, lora]``, ``seeds=[0, 16, 42]``, ``epsilons=[2, 4, 8]``, ``delta=1e-5``, ``max_grad_norm=1.0``,
 ``batch_size=500``, ``physical_batch=100``, ``epochs=50``, ``mask_epoch=10``, ``density=0.2``, ``lr=0.01``,
 ``classifier_lr=0.01``, ``momentum=0.9``, ``warm_up=0.02``, ``accountant="prv"``, ``ablation_densities=[]``,
-``ablation_mask_epochs=[]``, ``grid_job=true``, ``data_dir="data/raw/cifar"`` (the ``fetch_cifar10`` /
+``ablation_mask_epochs=[]``, ``score_methods=[]`` (of ``sparta_weighted``, ``random_rows``, ``mp_weights``),
+``grid_job=true``, ``data_dir="data/raw/cifar"`` (the ``fetch_cifar10`` /
 ``fetch_cifar100`` tarballs), ``resnet_checkpoint="runs/sparta/resnet18_gn_cifar100.pt"`` (rule
 ``sparta_pretrain_resnet18_gn``), ``device="auto"``; smoke only: ``pretrain_epochs=15``, ``pretrain_lr=0.05``,
 ``split_seed=0``.
@@ -85,6 +87,7 @@ def _spec():
         "accountant": ("prv", choice("prv", "rdp")),
         "ablation_densities": ([], list_of(real(0.0, strict=True, high=1.0), non_empty=False)),
         "ablation_mask_epochs": ([], list_of(pos(0), non_empty=False)),
+        "score_methods": ([], list_of(choice("sparta_weighted", "random_rows", "mp_weights"), non_empty=False)),
         "grid_job": (True, boolean),
         "data_dir": ("data/raw/cifar", lambda where, v: str(v)),
         "resnet_checkpoint": ("runs/sparta/resnet18_gn_cifar100.pt", lambda where, v: str(v)),
@@ -105,6 +108,10 @@ def run_list(p: Mapping[str, Any]) -> list[dict]:
     for density, e0, seed in product(p["ablation_densities"], p["ablation_mask_epochs"], p["seeds"]):
         runs.append(dict(study="ablation", model=p["models"][0], dataset=p["dataset_names"][0],
                          epsilon=max(p["epsilons"]), seed=seed, method="sparta", density=density, mask_epoch=e0))
+    for method, seed in product(p["score_methods"], p["seeds"]):
+        runs.append(dict(study="score", model=p["models"][0], dataset=p["dataset_names"][0],
+                         epsilon=max(p["epsilons"]), seed=seed, method=method, density=p["density"],
+                         mask_epoch=p["mask_epoch"]))
     return runs
 
 
