@@ -197,8 +197,9 @@ def train_epoch(private: Private, physical_batch: int, scheduler=None, transform
             opt.zero_grad()
             if logical_end and scheduler is not None and not paused:
                 scheduler.step()
-            total += float(loss.detach()) * len(y)
-            count += len(y)
+            if len(y):  # a Poisson batch may be empty (its mean loss is NaN; the step still counts)
+                total += float(loss.detach()) * len(y)
+                count += len(y)
     return total / max(count, 1)
 
 
