@@ -131,3 +131,36 @@ def test_budgets_that_cannot_be_met_fail_before_training():
         make_private(net, opt, x, y, batch_size=10, epsilon=1.0, delta=1e-5, epochs=1, max_grad_norm=1.0,
                      accountant="gdp-typo")
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_mask_epoch_score_is_abs_of_the_clipped_sum_plus_noise_over_b():
+    """One logical step in scoring mode: score += (|Σ_i clip(g_i)| + N(0, σ²C²)) / B, the official add_noise rule."""
+    x, y = _data(n=12, seed=2)
+    net = masked(_model(2))
+    select_trainable(net, "sparse", "linear")
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.0)
+    priv = make_private(net, opt, x, y, batch_size=12, epsilon=8.0, delta=1e-3, epochs=1, max_grad_norm=1.0,
+                        accountant="rdp")
+    dp = priv.optimizer
+    deltas = [m.delta for m in masked_modules(net).values()]
+
+    def one_step(sigma):
+        dp.noise_multiplier = sigma
+        dp.scores = {id(d): torch.zeros_like(d) for d in deltas}
+        nn.functional.cross_entropy(priv.module(x), y).backward()
+        dp.clip_and_accumulate()
+        summed = {id(d): d.summed_grad.detach().clone() for d in deltas}
+        dp.zero_grad()
+        nn.functional.cross_entropy(priv.module(x), y).backward()
+        dp.step()
+        dp.zero_grad()
+        return summed, dp.scores
+
+    summed, scores = one_step(0.0)  # no noise: exactly |G| / B
+    for d in deltas:
+        torch.testing.assert_close(scores[id(d)], summed[id(d)].abs() / dp.expected_batch_size)
+    summed, scores = one_step(5.0)  # noise after the absolute value: scores below 0 appear
+    assert any(bool((scores[id(d)] < 0).any()) for d in deltas)
+    resid = torch.cat([(scores[id(d)] * dp.expected_batch_size - summed[id(d)].abs()).flatten() for d in deltas])
+    assert float(resid.std()) == pytest.approx(5.0, rel=0.1)  # N(0, σ²C²) with C = 1
