@@ -140,3 +140,21 @@ def test_ridge_coefs_match_the_normal_equations_and_sklearn():
         np.testing.assert_allclose(B[1, k], ref, atol=1e-10)
     res = ridge_cv(Xs, ys, [1e-3, 0.1, 1.0, 10.0], n_folds=3, seed=0)
     assert res["lam"] in (1e-3, 0.1, 1.0, 10.0) and res["coef"].shape == (data.K, data.p)
+
+
+def test_pooled_fits_share_one_coefficient_vector():
+    from reprise.mtl import experiments as E
+    from reprise.mtl.data import fscv_like
+    data = fscv_like(0, K=3, p=30, n=30, support_size=4, q=6)
+    prm = E.validate_params("real_substitute", {"lambda1_grid": [0.5]})
+    ridge, _ = E._fit_method("pooled_ridge", data, 4, prm, 0)
+    l0, _ = E._fit_method("pooled_l0", data, 4, prm, 0)
+    for fit in (ridge, l0):
+        assert np.all(fit.coef_ == fit.coef_[0]) and np.all(fit.intercept_ == fit.intercept_[0])
+    assert l0.support_.sum(axis=1).max() <= 4 and ridge.support_.all()
+    # pooled ridge = ridge on the stacked, standardised rows (sklearn's alpha = n λ)
+    from sklearn.linear_model import Ridge
+    X, y = np.vstack(data.Xs), np.concatenate(data.ys)
+    mu, sd = X.mean(axis=0), X.std(axis=0)
+    ref = Ridge(alpha=len(y) * 0.5).fit((X - mu) / sd, y).coef_ / sd
+    np.testing.assert_allclose(ridge.coef_[0], ref, atol=1e-8)

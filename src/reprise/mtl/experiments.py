@@ -237,8 +237,8 @@ def _fit_baseline(method: str, data: MultiTaskData, s: int, prm: dict, seed: int
     y = [np.concatenate(data.ys)]
     if method == "pooled_ridge":
         res = _bl.ridge_cv(X, y, prm["lambda1_grid"], n_folds=prm["n_folds"], seed=seed)
-        coef, icpt, tuned = res["coef"], res["intercept"], dict(nan, s=X[0].shape[1], lambda1=res["lam"],
-                                                                cv_rmse=res["cv_rmse"])
+        # s stays the setting's support cap (the rows' index); ridge keeps all p features
+        coef, icpt, tuned = res["coef"], res["intercept"], dict(nan, lambda1=res["lam"], cv_rmse=res["cv_rmse"])
     else:   # pooled_l0
         cv = SparseMultiTaskCV(SparseMultiTask(s=s), {"lambda1": prm["lambda1_grid"]}, n_folds=prm["n_folds"],
                                random_state=seed).fit(X, y)
