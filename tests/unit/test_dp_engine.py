@@ -41,6 +41,16 @@ def test_reported_epsilon_is_the_accountant_for_the_steps_taken(accountant):
     sigma = get_noise_multiplier(target_epsilon=eps, target_delta=delta, sample_rate=q, epochs=epochs,
                                  accountant=accountant)
     assert priv.sigma == sigma == priv.optimizer.noise_multiplier
+    if accountant == "rdp":  # and it is what make_private_with_epsilon itself picks for this loader
+        from opacus import PrivacyEngine
+        from torch.utils.data import DataLoader, TensorDataset
+
+        ref = masked(_model())
+        _, ref_opt, _ = PrivacyEngine(accountant=accountant).make_private_with_epsilon(
+            module=ref, optimizer=torch.optim.SGD(ref.parameters(), lr=0.1),
+            data_loader=DataLoader(TensorDataset(x, y), batch_size=batch), target_epsilon=eps, target_delta=delta,
+            epochs=epochs, max_grad_norm=1.0)
+        assert ref_opt.noise_multiplier == priv.sigma
     spent = priv.epsilon()
     assert spent == pytest.approx(epsilon_for(accountant, sigma, q, steps, delta), rel=1e-12, abs=0)
     assert 0 < spent <= eps
