@@ -4,7 +4,8 @@
 Two models, each trained one epoch per method in turn within every repeat (interleaved, so machine load hits all
 alike; median over repeats; the ratio is the median of the per-repeat ratios to that repeat's SGD epoch):
 
-- ``mlp``: the digits MLP of the smoke targets (64-64-64-10 ReLU, scikit-learn's digits, batch 64, 21 steps);
+- ``mlp``: the digits MLP of the smoke targets (64-64-64-10 ReLU, scikit-learn's digits, batch 64, 21 steps; each
+  measurement averages 10 epochs, one lasts milliseconds);
 - ``cnn``: a small ResNet-style CNN with GroupNorm on random 32 × 32 × 3 images (16-32-64 channels, one residual
   block per stage, 10 classes, batch 128, ``--cnn-n`` images), a CIFAR-shaped stand-in.
 
@@ -23,6 +24,7 @@ development machine, one thread: see the Markdown table; the whole run takes abo
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -42,9 +44,9 @@ def small_resnet(groups: int = 8):
     class Block(nn.Module):
         def __init__(self, c_in, c_out, stride):
             super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), make_norm("group", c_out, groups),
-                                      nn.ReLU(), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
-                                      make_norm("group", c_out, groups))
+            self.body = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+                                      make_norm("group", c_out, groups), nn.ReLU(),
+                                      nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), make_norm("group", c_out, groups))
             self.skip = nn.Conv2d(c_in, c_out, 1, stride, bias=False) if (stride, c_in) != (1, c_out) else nn.Identity()
 
         def forward(self, x):
@@ -69,7 +71,9 @@ def problems(cnn_n: int, device):
 
     X = torch.rand(cnn_n, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (cnn_n,), generator=g)
-    return {"mlp": (mlp, Xtr.to(device), ytr.to(device), 64), "cnn": (small_resnet, X.to(device), y.to(device), 128)}
+    # the MLP's epoch (21 steps) lasts milliseconds: each measurement runs it 10 times to rise above timer noise
+    return {"mlp": (mlp, Xtr.to(device), ytr.to(device), 64, 10),
+            "cnn": (small_resnet, X.to(device), y.to(device), 128, 1)}
 
 
 def methods(shards):
@@ -101,12 +105,13 @@ def main() -> None:
     from reprise.sam.msam import train_step, vmap_msam_step
 
     torch.set_num_threads(args.threads)
+    load0 = os.getloadavg()[0]
     device = pick_device(args.device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     ce = torch.nn.functional.cross_entropy
     shards = [int(s) for s in args.shards.split(",")]
     rows = []
-    for name, (build, X, y, batch) in problems(args.cnn_n, device).items():
+    for name, (build, X, y, batch, passes) in problems(args.cnn_n, device).items():
         if name not in args.models.split(","):
             continue
         runs = []
@@ -122,10 +127,11 @@ def main() -> None:
             _, m, _, model, opt, step = run
             sync()
             t0 = time.perf_counter()
-            for s in range(steps):
-                step(model, opt, ce, X[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch], m)
+            for _ in range(passes):
+                for s in range(steps):
+                    step(model, opt, ce, X[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch], m)
             sync()
-            return time.perf_counter() - t0
+            return (time.perf_counter() - t0) / passes
 
         for run in runs:  # warm-up: allocations, vmap tracing
             epoch(run)
@@ -151,7 +157,8 @@ def main() -> None:
              f"Device {device} ({args.threads} thread(s)), median of {args.repeats} interleaved repeats after one "
              f"warm-up epoch each; ratio = median of the per-repeat ratios to SGD's epoch; goal ≤ {GOAL}× for SAM and "
              "mSAM. `loop`: 2m forward-backward passes of size b/m per step (reprise.sam.SAM); `vmap`: the m shards "
-             "in one batched pass each (torch.func.vmap).", "",
+             f"in one batched pass each (torch.func.vmap). Load average at the start / end: {load0:.1f} / "
+             f"{os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores).", "",
              "| model | method | m | shard size | implementation | s / epoch | ratio to SGD | ≤ goal |",
              "|---|---|---:|---:|---|---:|---:|---|"]
     for r in rows:

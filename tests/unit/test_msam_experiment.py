@@ -223,3 +223,9 @@ def test_vectorised_msam_step_equals_the_loop(unnormalised):
     bn = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.BatchNorm1d(4)).to(F64)
     with pytest.raises(ReproError, match="BatchNorm"):
         vmap_msam_step(bn, SAM(bn.parameters(), torch.optim.SGD, lr=0.1, micro_batches=2), CE, x, y, 2)
+
+
+def test_a_device_the_power_iteration_cannot_use_fails_before_training():
+    # "meta" stands in for a GPU here: top_hessian_eigenvalue draws its start vector on the CPU
+    with pytest.raises(ReproError, match="fails on meta.*start vector"):
+        run_experiment("sam.msam_grid", dict(SMALL, device="meta"), 0)

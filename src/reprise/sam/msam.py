@@ -13,8 +13,9 @@ Rows (one per task × configuration × epoch, epoch 0 = the initial weights):
 ``experiment, seed, task, domain (image|text), model, norm, method (sgd|sam|msam), rho, num_shards, shard_size,
 batch_size, epoch, train_loss (mean over the epoch's batches; epoch 0: full training set), test_loss,
 test_accuracy, epoch_seconds, time_ratio, timed (epoch ≥ 2: the first epoch's warm-up is not timed), sharpness
-and sharpness_vs_sam (its ratio to SAM's of the same task and seed; last epoch only), device, note``. ``num_shards`` is the number of micro-batches and ``shard_size = batch_size /
-num_shards`` the micro-batch size (Foret et al.'s "m" is the latter, Behdin et al.'s the former: §4.2).
+and sharpness_vs_sam (its ratio to SAM's of the same task and seed; last epoch only), device, note``.
+``num_shards`` is the number of micro-batches and ``shard_size = batch_size / num_shards`` the micro-batch size
+(Foret et al.'s "m" is the latter, Behdin et al.'s the former: §4.2).
 
 Tasks:
 
@@ -22,7 +23,8 @@ Tasks:
   a 64 → hidden → hidden → 10 ReLU MLP — the smoke stand-in for CIFAR-10;
 - ``tokens``: synthetic two-class token sequences (offline stand-in for GLUE): each of ``seq_len`` tokens is drawn
   from the label's 20-token lexicon with probability 0.15, from the other label's with 0.05, else uniformly from the
-  rest of ``vocab``; 5 % label noise; a bag-of-embeddings classifier (embeddings, initialised N(0, 0.1²), summed), dimension ``dim``;
+  rest of ``vocab``; 5 % label noise; a bag-of-embeddings classifier (embeddings initialised N(0, 0.1²), summed
+  over the sequence), dimension ``dim``;
 - ``cifar10_resnet18``, ``cifar10_wrn28_10``, ``cifar100_resnet18``, ``cifar100_wrn28_10`` (full scale):
   :mod:`reprise.vision.cifar` read from ``data_dir`` (``snakemake fetch_cifar10``), normalised, random crop + flip
   each batch; :mod:`reprise.vision.resnet_gn` with ``norm`` (GroupNorm with ``groups`` groups by default: no batch
@@ -30,11 +32,11 @@ Tasks:
   with its own statistics, and the running statistics are updated by the first (unperturbed) pass only).
 
 Params (defaults = smoke): ``tasks=["digits", "tokens"], epochs=5, batch_size=64, lr=0.05, momentum=0.9,
-weight_decay=0.0, schedule="constant"`` (or ``"cosine"``, per epoch), ``rho=0.05`` (SAM), ``msam_rho=None`` (mSAM's ρ;
-None: ``rho``), ``shards=[1, 2, 4, 8]`` (1 = SAM; each must divide ``batch_size``), ``vanilla=true``, ``vectorised=false`` (true:
-SAM/mSAM steps by :func:`vmap_msam_step`, the micro-batches in one batched pass; not with BatchNorm),
-``sharpness_iters=20, sharpness_n=2048, hidden=64, test_fraction=0.25, split_seed=0, vocab=200, seq_len=32,
-n_train=1024, n_test=512, dim=16, norm="group", groups=16, data_dir="data/raw/cifar", device="auto"``.
+weight_decay=0.0, schedule="constant"`` (or ``"cosine"``, per epoch), ``rho=0.05`` (SAM), ``msam_rho=None``
+(mSAM's ρ; None: ``rho``), ``shards=[1, 2, 4, 8]`` (1 = SAM; each must divide ``batch_size``), ``vanilla=true``,
+``vectorised=false`` (true: SAM/mSAM steps by :func:`vmap_msam_step`, the micro-batches in one batched pass; not
+with BatchNorm), ``sharpness_iters=20, sharpness_n=2048, hidden=64, test_fraction=0.25, split_seed=0, vocab=200,
+seq_len=32, n_train=1024, n_test=512, dim=16, norm="group", groups=16, data_dir="data/raw/cifar", device="auto"``.
 ``seed`` drives the initial weights and the batch order (the same for every configuration of one seed); the data
 split and the synthetic tokens are fixed by ``split_seed``.
 
@@ -398,6 +400,21 @@ def _sharpness(run: Run, task: Task, P, seed: int) -> float:
         run.model.train()
 
 
+def _probe_sharpness(device) -> None:
+    """Fail before training, not after it, when the power iteration cannot run on ``device``."""
+    import torch
+
+    from reprise.sam.network import top_hessian_eigenvalue
+
+    w = torch.ones(3, device=device, requires_grad=True)
+    try:
+        top_hessian_eigenvalue(lambda: (w ** 4).sum(), [w], iters=2)
+    except RuntimeError as exc:
+        raise ReproError(f"{NAME}: the sharpness (reprise.sam.network.top_hessian_eigenvalue) fails on {device}: "
+                         f"{exc}; its start vector must be created on the parameters' device "
+                         f"(or set sharpness_iters: 0)") from None
+
+
 def _check(P):
     for i, m in enumerate(P["shards"]):
         if P["batch_size"] % m:
@@ -419,7 +436,8 @@ def _rows_of_task(P, task: Task, seed: int, device) -> list[dict]:
                     norm=task.norm, method=run.method, rho=run.rho, num_shards=run.num_shards,
                     shard_size=b // run.num_shards, batch_size=b, epoch=epoch, train_loss=train_loss,
                     test_loss=test_loss, test_accuracy=acc, epoch_seconds=seconds, time_ratio=np.nan,
-                    timed=epoch >= 2, sharpness=np.nan, sharpness_vs_sam=np.nan, device=str(device), note=NOTES.get(task.name, ""))
+                    timed=epoch >= 2, sharpness=np.nan, sharpness_vs_sam=np.nan, device=str(device),
+                    note=NOTES.get(task.name, ""))
 
     for run in runs:
         run.rows.append(row(run, 0, _evaluate(run.model, task.Xtr, task.ytr)[0], np.nan))
@@ -460,6 +478,8 @@ def msam_grid(params: Mapping[str, Any], seed: int):
         raise ReproError(f"{NAME}: params['device']={P['device']!r} ({exc}); use 'auto', 'cpu' or 'cuda'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ReproError(f"{NAME}: params['device']={P['device']!r} but CUDA is not available; use 'auto' or 'cpu'")
+    if P["sharpness_iters"] and device.type != "cpu":
+        _probe_sharpness(device)
     rows = []
     for name in P["tasks"]:
         task = make_task(name, P, device)

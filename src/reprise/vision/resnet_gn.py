@@ -59,7 +59,8 @@ class ResNet18(nn.Module):
         layers, c_in = [], 64
         for i, width in enumerate((64, 128, 256, 512)):
             stride = 1 if i == 0 else 2
-            layers.append(nn.Sequential(_Basic(c_in, width, stride, norm, groups), _Basic(width, width, 1, norm, groups)))
+            layers.append(nn.Sequential(_Basic(c_in, width, stride, norm, groups),
+                                        _Basic(width, width, 1, norm, groups)))
             c_in = width
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.fc = nn.Linear(512, num_classes)
