@@ -70,9 +70,9 @@ FSCV-like substitute** (:func:`~reprise.mtl.fscv_like`, AR(1) ρ=0.95), labelled
 
 Measured smoke times on one core of the development machine (OMP_NUM_THREADS=1): fig1 0.8 s,
 sim_q 3.6 s, tab3 0.3 s, real_substitute 6.4 s (9.9 s under load) before the baselines; the
-baselines add about 5.8 s to sim_q (SGL 5.1 s) and 0.6 s to real_substitute, measured under load
-(sim_q 13.7 s and real_substitute 14.2 s in all, the other methods also running about 2x slow);
-``SMOKE_SECONDS``. GEL is full scale only (about 20 s on either smoke design).
+baselines add (process CPU seconds, seed 0) 2.1 s to sim_q (3.8 -> 6.0 s; SGL 1.9 s) and 0.1 s to
+real_substitute (6.5 -> 6.7 s); ``SMOKE_SECONDS``. GEL is full scale only (4 s on the sim_q
+design, 18 s on the FSCV-like one: coordinate descent needs hundreds of sweeps at ρ = 0.95).
 """
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ FULL_PARAMS: dict[str, dict[str, Any]] = {
 
 #: measured wall seconds at the smoke params (seed 0, OMP_NUM_THREADS=1, the 2-core development
 #: machine shared with other jobs; the second figure of real_substitute is under load)
-SMOKE_SECONDS = {"fig1": 0.8, "sim_q": 3.6 + 5.8, "tab3": 0.3, "real_substitute": 6.4 + 0.6}
+SMOKE_SECONDS = {"fig1": 0.8, "sim_q": 3.6 + 2.1, "tab3": 0.3, "real_substitute": 6.4 + 0.1}
 
 
 # --------------------------------------------------------------------------- params
