@@ -174,3 +174,7 @@ def test_mask_epoch_score_is_abs_of_the_clipped_sum_plus_noise_over_b():
     assert any(bool((scores[id(d)] < 0).any()) for d in deltas)
     resid = torch.cat([(scores[id(d)] * dp.expected_batch_size - summed[id(d)].abs()).flatten() for d in deltas])
     assert float(resid.std()) == pytest.approx(5.0, rel=0.1)  # N(0, σ²C²) with C = 1
+    dp.clipped_scores = True  # the non-private oracle: the signed noise-free G / B whatever σ
+    summed, scores = one_step(5.0)
+    for d in deltas:
+        torch.testing.assert_close(scores[id(d)], summed[id(d)] / dp.expected_batch_size)

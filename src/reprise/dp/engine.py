@@ -20,7 +20,8 @@
 ``add_noise`` takes the absolute value of the summed clipped gradient before adding the noise [V-code]), and
 ``(|G| + N(0, σ²C²))/B`` is accumulated into ``scores`` per logical batch; and after every step's noise the
 gradient of a masked tensor is multiplied by its mask (post-processing: a frozen coordinate's ``Δ`` stays 0;
-it does not affect the output either way).
+it does not affect the output either way). With ``clipped_scores`` the noise-free ``G/B`` is accumulated instead
+(the official non-private oracle arms ``optim_*_clipped_grads``; the step itself stays an ordinary DP step).
 """
 from __future__ import annotations
 
@@ -86,11 +87,12 @@ class ScoringDPOptimizer(DPOptimizer):
     """Opacus' DPOptimizer plus SPARTA's noisy-score accumulation and post-noise gradient masks (module doc)."""
 
     scores: dict | None = None          # id(param) -> accumulated (|G| + noise)/B during the mask epoch
+    clipped_scores: bool = False        # accumulate the noise-free G/B instead (the non-private oracle arms)
     masks: dict | None = None           # id(param) -> 0/1 mask applied to the noised gradient
     steps_taken: int = 0
 
     def add_noise(self):
-        if self.scores is None:
+        if self.scores is None or self.clipped_scores:
             return super().add_noise()
         for p in self.params:
             _check_processed_flag(p.summed_grad)
@@ -105,7 +107,9 @@ class ScoringDPOptimizer(DPOptimizer):
         if self.scores is not None:
             for p in self.params:
                 if id(p) in self.scores:
-                    self.scores[id(p)] += p.grad.detach()
+                    src = p.summed_grad.view_as(p) / (self.expected_batch_size * self.accumulated_iterations) \
+                        if self.clipped_scores else p.grad
+                    self.scores[id(p)] += src.detach()
 
     def pre_step(self, closure=None):
         stepped = super().pre_step(closure)
@@ -168,7 +172,8 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, images: tor
     device = next(model.parameters()).device  # the noise is drawn where the gradients live
     engine = _Engine(accountant=accountant)
     module, dp_opt, dp_loader = engine.make_private(
-        module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=sigma, max_grad_norm=float(max_grad_norm),
+        module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=sigma,
+        max_grad_norm=float(max_grad_norm),
         poisson_sampling=True, noise_generator=torch.Generator(device=device).manual_seed(int(seed) + 1))
     log.info("dp: sigma=%.4f for epsilon=%g delta=%g over %d epochs at q=%.4g (%s)", sigma, epsilon, delta, epochs,
              sample_rate, accountant)

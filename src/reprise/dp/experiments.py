@@ -3,7 +3,8 @@
 ``fn(params, seed) -> DataFrame`` (see :mod:`reprise.experiments`), one row per fine-tuning run with the columns
 ``study, method, dataset, model, pretrained, epsilon, delta, sigma, seed, test_accuracy, test_error,
 spent_epsilon, trainable_fraction, wall_s, density, mask_epoch, epochs, batch_size, steps, sample_rate, accountant``
-(``study`` is ``main``, ``ablation`` or ``score``; ``pretrained`` says where the starting weights come from).
+(``study`` is ``main``, ``ablation`` or ``score``; ``private_mask`` is false for the non-private oracle arms;
+``pretrained`` says where the starting weights come from).
 
 The run list. ``main``: the launch script's grid in its array order [V-code] — task index
 ``method + M·(seed + S·(epsilon + E·(dataset + D·model)))`` over ``methods × seeds × epsilons × datasets × models``;
@@ -19,7 +20,8 @@ Params (defaults = full scale, the launch script [V-code]): ``dataset_names=[cif
 mp_weights, sparta, lora]``, ``seeds=[0, 16, 42]``, ``epsilons=[2, 4, 8]``, ``delta=1e-5``, ``max_grad_norm=1.0``,
 ``batch_size=500``, ``physical_batch=100``, ``epochs=50``, ``mask_epoch=10``, ``density=0.2``, ``lr=0.01``,
 ``classifier_lr=0.01``, ``momentum=0.9``, ``warm_up=0.02``, ``accountant="prv"``, ``ablation_densities=[]``,
-``ablation_mask_epochs=[]``, ``score_methods=[]`` (of ``sparta_weighted``, ``random_rows``, ``mp_weights``),
+``ablation_mask_epochs=[]``, ``score_methods=[]`` (of ``sparta_weighted``, ``random_rows``, ``mp_weights`` and
+the unstructured ``optim_{averaged,weights}_{noisy,clipped}_grads``),
 ``grid_job=true``, ``data_dir="data/raw/cifar"`` (the ``fetch_cifar10`` /
 ``fetch_cifar100`` tarballs), ``resnet_checkpoint="runs/sparta/resnet18_gn_cifar100.pt"`` (rule
 ``sparta_pretrain_resnet18_gn``), ``device="auto"``; smoke only: ``pretrain_epochs=15``, ``pretrain_lr=0.05``,
@@ -53,8 +55,8 @@ from reprise.io import ReproError
 log = logging.getLogger(__name__)
 
 COLUMNS = ["study", "method", "dataset", "model", "pretrained", "epsilon", "delta", "sigma", "seed", "test_accuracy",
-           "test_error", "spent_epsilon", "trainable_fraction", "wall_s", "density", "mask_epoch", "epochs",
-           "batch_size", "steps", "sample_rate", "accountant"]
+           "test_error", "spent_epsilon", "trainable_fraction", "wall_s", "density", "private_mask", "mask_epoch",
+           "epochs", "batch_size", "steps", "sample_rate", "accountant"]
 DATASETS = ("digits", "cifar10", "cifar100")
 MODELS = ("digits_cnn", "resnet18_gn", "wrn_28_10_gn", "deit_tiny", "deit_small", "deit_base")
 DEIT_HUB = {"deit_tiny": "facebook/deit-tiny-patch16-224", "deit_small": "facebook/deit-small-patch16-224",
@@ -87,7 +89,10 @@ def _spec():
         "accountant": ("prv", choice("prv", "rdp")),
         "ablation_densities": ([], list_of(real(0.0, strict=True, high=1.0), non_empty=False)),
         "ablation_mask_epochs": ([], list_of(pos(0), non_empty=False)),
-        "score_methods": ([], list_of(choice("sparta_weighted", "random_rows", "mp_weights"), non_empty=False)),
+        "score_methods": ([], list_of(choice("sparta_weighted", "random_rows", "mp_weights",
+                                             "optim_averaged_noisy_grads", "optim_weights_noisy_grads",
+                                             "optim_averaged_clipped_grads", "optim_weights_clipped_grads"),
+                                      non_empty=False)),
         "grid_job": (True, boolean),
         "data_dir": ("data/raw/cifar", lambda where, v: str(v)),
         "resnet_checkpoint": ("runs/sparta/resnet18_gn_cifar100.pt", lambda where, v: str(v)),
@@ -200,7 +205,7 @@ def sparta(params: Mapping[str, Any], seed: int):
     import pandas as pd
 
     from reprise.dp.engine import check_budget, noise_multiplier
-    from reprise.dp.finetune import FinetuneConfig, finetune
+    from reprise.dp.finetune import PHASED, FinetuneConfig, finetune
     from reprise.llm.models.blockwise import pick_device
 
     name = "dp.sparta"
@@ -249,16 +254,16 @@ def sparta(params: Mapping[str, Any], seed: int):
         model, label, tr_tf, te_tf = _pretrained(run["model"], num_classes, p, run["seed"], cache)
         out = finetune(model, cache["train"], cache["test"], cfg, device, tr_tf, te_tf)
         m = out.metrics
-        phased = run["method"] in ("sparta", "sparta_weighted", "random_rows")
-        rows.append(dict(study=run["study"], method=run["method"], dataset=ds, model=run["model"], pretrained=label,
-                         epsilon=run["epsilon"], delta=p["delta"], sigma=m["sigma"], seed=run["seed"],
-                         test_accuracy=m["test_accuracy"], test_error=m["test_error"],
-                         spent_epsilon=m["spent_epsilon"], trainable_fraction=m["trainable_fraction"],
-                         wall_s=m["wall_s"], density=run["density"] if run["method"] in ("sparta", "sparta_weighted",
-                                                                                         "random_rows", "mp_weights")
-                         else np.nan, mask_epoch=run["mask_epoch"] if phased else np.nan, epochs=p["epochs"],
-                         batch_size=p["batch_size"], steps=m["steps"], sample_rate=m["sample_rate"],
-                         accountant=p["accountant"]))
+        phased = run["method"] in PHASED
+        rows.append(dict(
+            study=run["study"], method=run["method"], dataset=run["dataset"], model=run["model"], pretrained=label,
+            epsilon=run["epsilon"], delta=p["delta"], sigma=m["sigma"], seed=run["seed"],
+            test_accuracy=m["test_accuracy"], test_error=m["test_error"], spent_epsilon=m["spent_epsilon"],
+            trainable_fraction=m["trainable_fraction"], wall_s=m["wall_s"],
+            density=run["density"] if phased or run["method"] == "mp_weights" else np.nan,
+            private_mask=not run["method"].endswith("_clipped_grads"),
+            mask_epoch=run["mask_epoch"] if phased else np.nan, epochs=p["epochs"], batch_size=p["batch_size"],
+            steps=m["steps"], sample_rate=m["sample_rate"], accountant=p["accountant"]))
         log.info("%s run %d/%d %s: accuracy %.3f, epsilon %.3f", name, i + 1, len(runs), run["method"],
                  m["test_accuracy"], m["spent_epsilon"])
     return pd.DataFrame(rows)[COLUMNS]

@@ -17,7 +17,10 @@ Methods (``config.method``):
   masks, clear every momentum buffer, restore the rates. Epochs ``E₀+1 … E−1``: DP-SGD on ``Δ`` (masked), biases,
   norms and head. σ is calibrated once for all ``epochs`` (the mask epoch included).
 - ``sparta_weighted`` (``row_pruning_weighted_noisy_grads``): the same with rows scored on ``A ⊙ |W|``;
-  ``random_rows``: the same phases with a uniformly random row mask (a control for the score).
+  ``random_rows``: the same phases with a uniformly random row mask (a control for the score);
+  ``optim_averaged_noisy_grads`` / ``optim_weights_noisy_grads``: unstructured, the largest ``|A|`` (``|A ⊙ W|``)
+  entries per tensor; ``optim_averaged_clipped_grads`` / ``optim_weights_clipped_grads``: the same from the
+  noise-free clipped sums ``G/B`` — a non-private oracle (the mask then leaks data; rows say so).
 - ``mp_weights``: masks of the 20 % (``density``) largest-|W| entries per body tensor, chosen before training.
 - ``all_layers``, ``lp_gn``, ``dp_bitfit``, ``linear_probing`` (``reprise.dp.models.select_trainable``), ``lora``
   (peft on every Linear/Conv2d but the head).
@@ -45,7 +48,11 @@ __all__ = ["METHODS", "MASKED_METHODS", "FinetuneConfig", "Finetuned", "finetune
 
 log = logging.getLogger(__name__)
 
-PHASED = ("sparta", "sparta_weighted", "random_rows")          # head warm-up, mask epoch, sparse phase
+ROW_RULES = ("sparta", "sparta_weighted", "random_rows")
+#: unstructured top-k rules of the official code: (score times |W|?, noise-free clipped scores?)
+ENTRY_RULES = {"optim_averaged_noisy_grads": (False, False), "optim_weights_noisy_grads": (True, False),
+               "optim_averaged_clipped_grads": (False, True), "optim_weights_clipped_grads": (True, True)}
+PHASED = ROW_RULES + tuple(ENTRY_RULES)          # head warm-up, mask epoch, sparse phase
 MASKED_METHODS = PHASED + ("mp_weights",)
 METHODS = MASKED_METHODS + ("all_layers", "lp_gn", "dp_bitfit", "lora", "linear_probing")
 
@@ -124,6 +131,7 @@ def _mask_epoch(private: Private, modules: dict, cfg: FinetuneConfig, scheduler,
             m.mask.fill_(1.0)
             m.delta.zero_()
     opt.masks = None
+    opt.clipped_scores = ENTRY_RULES.get(cfg.method, (False, False))[1]
     opt.scores = {id(m.delta): torch.zeros_like(m.delta) for m in modules.values()}
     saved = [g["lr"] for g in opt.param_groups]
     for g in opt.param_groups:
@@ -140,6 +148,9 @@ def _mask_epoch(private: Private, modules: dict, cfg: FinetuneConfig, scheduler,
             out[name] = M.row_mask(a, cfg.density)
         elif cfg.method == "sparta_weighted":
             out[name] = M.weighted_row_mask(a, m.effective_weight().detach(), cfg.density)
+        elif cfg.method in ENTRY_RULES:  # the largest |A| (or |A ⊙ W|) entries of the tensor
+            weighted = ENTRY_RULES[cfg.method][0]
+            out[name] = M.magnitude_mask(a * m.effective_weight().detach().abs() if weighted else a, cfg.density)
         else:
             out[name] = M.random_row_mask(a.shape, cfg.density, gen)
     return out
