@@ -158,3 +158,13 @@ def test_pooled_fits_share_one_coefficient_vector():
     mu, sd = X.mean(axis=0), X.std(axis=0)
     ref = Ridge(alpha=len(y) * 0.5).fit((X - mu) / sd, y).coef_ / sd
     np.testing.assert_allclose(ridge.coef_[0], ref, atol=1e-8)
+
+
+def test_sgl_working_set_solves_the_full_problem():
+    from reprise.mtl.baselines import _sgl_fista
+    Xs, ys = _tasks(seed=9, p=20)
+    data = prepare(Xs, ys, scale=True)
+    est = SparseGroupLasso(lam=0.04, alpha=0.4, tol=1e-12, max_iter=20000).fit(Xs, ys)
+    full, _ = _sgl_fista(data, np.zeros((data.K, data.p)), 0.04, 0.4, np.sqrt(data.K), 20000, 1e-12)
+    np.testing.assert_allclose(data.to_internal(est.coef_), full, atol=1e-7)
+    assert 0 < est.support_.any(axis=0).sum() < data.p       # a real working set, not all groups
