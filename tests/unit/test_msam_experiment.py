@@ -229,3 +229,11 @@ def test_a_device_the_power_iteration_cannot_use_fails_before_training():
     # "meta" stands in for a GPU here: top_hessian_eigenvalue draws its start vector on the CPU
     with pytest.raises(ReproError, match="fails on meta.*start vector"):
         run_experiment("sam.msam_grid", dict(SMALL, device="meta"), 0)
+
+
+def test_vectorised_grid_trains_the_same_models():
+    P = dict(SMALL, tasks=["digits", "tokens"], shards=[1, 4], sharpness_iters=0, epochs=1)
+    loop = run_experiment("sam.msam_grid", P, 3)
+    vec = run_experiment("sam.msam_grid", dict(P, vectorised=True), 3)
+    np.testing.assert_allclose(vec.train_loss.to_numpy(), loop.train_loss.to_numpy(), rtol=1e-4)
+    np.testing.assert_allclose(vec.test_accuracy.to_numpy(), loop.test_accuracy.to_numpy(), atol=0.01)
