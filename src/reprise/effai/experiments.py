@@ -29,7 +29,8 @@ Pipeline (all models real transformers ``LlamaForCausalLM`` built from a seeded 
    ``rtn`` or ``quantease``, per-row grids) through :func:`reprise.llm.driver.compress_model`.
 
 Rows (one per model): ``experiment, seed, study (kd|gen|prune|quant), model (oracle|teacher|student),
-method, setting (s50: 50% of the neurons removed; w4: 4-bit weights; else -), stage, params, weight_bits, size_kib, auc, reason_accuracy, reload_max_abs_diff, seconds``.
+method, setting (s50: 50% of the neurons removed; w4: 4-bit weights; else -), stage, params,
+weight_bits, size_kib, auc, reason_accuracy, reload_max_abs_diff, seconds``.
 ``auc`` is the test AUC of ``p(click) / (p(click) + p(no-click))`` at the answer position
 (``oracle``: of the true click probabilities, the Bayes AUC of the test set). ``size_kib``: fp32
 parameters, except quantized block linears at ``weight_bits`` plus an fp16 scale and zero per row.
@@ -65,8 +66,8 @@ from reprise.io import ReproError
 
 log = logging.getLogger("reprise.effai")
 
-COLUMNS = ["experiment", "seed", "study", "model", "method", "setting", "stage", "params", "weight_bits", "size_kib", "auc",
-           "reason_accuracy", "reload_max_abs_diff", "seconds"]
+COLUMNS = ["experiment", "seed", "study", "model", "method", "setting", "stage", "params", "weight_bits", "size_kib",
+           "auc", "reason_accuracy", "reload_max_abs_diff", "seconds"]
 _QUANT = re.compile(r"^(rtn|quantease)/w([2-8])$")
 
 
@@ -96,7 +97,8 @@ SPEC = {
     "lr": (1e-3, real(0.0, strict=True)), "temperature": (1.0, real(0.0, strict=True)),
     "generative": (True, boolean), "gen_epochs": (8, integer(1)), "onpolicy_epochs": (4, integer(1)),
     "onpolicy_fraction": (1.0, real(0.0, high=1.0)), "sample_temperature": (0.85, real(0.0)),
-    "prune_sparsities": ([0.5, 0.9], list_of(real(0.0, strict=True, high=0.95), scalar=True)), "prune_methods": (["mp", "osscar"], list_of(choice("mp", "osscar", "mp-plus", "ziplm"), non_empty=False)),
+    "prune_sparsities": ([0.5, 0.9], list_of(real(0.0, strict=True, high=0.95), scalar=True)),
+    "prune_methods": (["mp", "osscar"], list_of(choice("mp", "osscar", "mp-plus", "ziplm"), non_empty=False)),
     "redistill_epochs": (1, integer(0)), "redistill_lr": (1e-3, real(0.0, strict=True)),
     "quant": (["rtn/w8", "rtn/w4", "quantease/w4", "rtn/w2", "quantease/w2"], list_of(_quant_setting, non_empty=False)),
     "device": ("auto", _device),
@@ -214,7 +216,7 @@ def sub_kd(params: Mapping[str, Any], seed: int):
     # the direct rows carry one pad token after their label: it is never a target (mask False), and
     # causal attention keeps it from influencing any earlier position
     lr, bs, T = p["lr"], p["batch_size"], p["temperature"]
-    rows: list[dict[str, Any]] = [_row("kd", "oracle", "true_probability", "bayes", auc=_auc(test.label, test.click_prob))]
+    rows = [_row("kd", "oracle", "true_probability", "bayes", auc=_auc(test.label, test.click_prob))]
 
     def new(hidden: int, inter: int, tag: int):
         return tiny_llama(task.vocab, hidden, inter, p["layers"], p["heads"], seed=seed * 1000 + tag,
@@ -246,8 +248,9 @@ def sub_kd(params: Mapping[str, Any], seed: int):
         for method in ("single_stage", "two_stage"):
             t0 = time.perf_counter()
             student = new(p["student_hidden"], p["student_intermediate"], 3)
-            distill.train(student, ids_r[:ns], mask_r[:ns], teacher=teacher, epochs=ge + (oe if method == "single_stage" else 0),
-                          batch_size=bs, lr=lr, temperature=T, seed=seed + 2, device=device, name=f"gen-{method}")
+            epochs = ge + (oe if method == "single_stage" else 0)  # same total epochs for both recipes
+            distill.train(student, ids_r[:ns], mask_r[:ns], teacher=teacher, epochs=epochs, batch_size=bs, lr=lr,
+                          temperature=T, seed=seed + 2, device=device, name=f"gen-{method}")
             if method == "two_stage":
                 distill.on_policy_distill(student, teacher, ids_r[:ns], mask_r[:ns], epochs=oe, batch_size=bs, lr=lr,
                                           fraction=p["onpolicy_fraction"], sample_temperature=p["sample_temperature"],
@@ -272,6 +275,7 @@ def sub_kd(params: Mapping[str, Any], seed: int):
     for sparsity in p["prune_sparsities"] if p["prune_methods"] else []:
         setting = f"s{round(100 * sparsity)}"
         for method in p["prune_methods"]:
+            log.info("pruning %s of the student's MLP neurons with %s", setting, method)
             t0 = time.perf_counter()
             pruned = copy.deepcopy(base)
             prune_mlp(pruned, calib, sparsity, method, dev, bs)
@@ -292,6 +296,7 @@ def sub_kd(params: Mapping[str, Any], seed: int):
         rows.append(_row("quant", "student", "dense", "fp32", base, base_auc))
     for setting in p["quant"]:
         method, bits = _QUANT.match(setting).groups()
+        log.info("quantizing the student's block linears: %s", setting)
         t0 = time.perf_counter()
         q = copy.deepcopy(base)
         quantize(q, calib, method, int(bits), dev, bs)
