@@ -115,8 +115,10 @@ def test_experiment_params_fail_early(monkeypatch):
     with pytest.raises(ReproError, match="mask_epoch"):
         FinetuneConfig(method="sparta", epochs=3, mask_epoch=3)
     grid = dict(dataset_names=["cifar10"], models=["resnet18_gn"], methods=["sparta"], seeds=[0], epsilons=[8.0])
+    with pytest.raises(ReproError, match="sparta_pretrain_resnet18_gn"):
+        run_experiment("dp.sparta", {**grid, "resnet_checkpoint": "/nonexistent.pt"}, 0)
     with pytest.raises(ReproError, match="fetch_cifar10"):
-        run_experiment("dp.sparta", {**grid, "data_dir": "/nonexistent"}, 0)
+        run_experiment("dp.sparta", {**grid, "data_dir": "/nonexistent", "models": ["deit_tiny"]}, 0)
     with pytest.raises(ReproError, match="outside the grid of 1 runs"):
         run_experiment("dp.sparta", {**grid, "data_dir": "/nonexistent"}, 1)
     smoke = dict(dataset_names=["digits"], models=["digits_cnn"], methods=["sparta"], epsilons=[8.0], grid_job=False,

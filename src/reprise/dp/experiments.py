@@ -1,4 +1,4 @@
-"""SPARTA (arXiv 2503.12822) experiment ``dp.sparta``: the main table's runs and the ablation of §3.8 item 3.
+"""SPARTA (arXiv 2503.12822) experiment ``dp.sparta``: the main table's runs and the ablations of §3.8 items 2–3.
 
 ``fn(params, seed) -> DataFrame`` (see :mod:`reprise.experiments`), one row per fine-tuning run with the columns
 ``study, method, dataset, model, pretrained, epsilon, delta, sigma, seed, test_accuracy, test_error,
@@ -30,7 +30,7 @@ the unstructured ``optim_{averaged,weights}_{noisy,clipped}_grads``),
 Smoke (§3.10): scikit-learn's digits stand in for CIFAR. "Public pretraining": ``DigitsCNN`` trained
 non-privately on digits 0–4; "private fine-tuning": digits 5–9 (75 % train, 25 % test) with a new 5-class head.
 Measured (OMP_NUM_THREADS=1, the shared 2-core machine at load ≈ 4): the smoke job (pretraining, 7 main-table arms,
-6 ablation arms) 12.5 CPU-s with start-up (snakemake's benchmark: 8.6 CPU-s, 19 s wall); an arm ≈ 0.5–1 s, LoRA
+6 sparsity/mask-epoch arms, 4 score arms) 14 CPU-s with start-up (snakemake's benchmark: 7.8 CPU-s, 28 s wall); an arm ≈ 0.5–1 s, LoRA
 ≈ 3 s (importing peft). Full-scale ResNet-18-GN per-sample gradients on this CPU: ≈ 1.5 s per image, i.e. GPU only.
 
 Everything that can be wrong (model/dataset pairs, the dropped WRN row, missing CIFAR archives or checkpoint, a
@@ -229,6 +229,9 @@ def sparta(params: Mapping[str, Any], seed: int):
                              "digits model, the others are CIFAR models)")
         if run["model"] == "wrn_28_10_gn":
             _pretrained("wrn_28_10_gn", 0, p, 0, {})  # raises: the row is dropped
+        if run["model"] == "resnet18_gn" and not Path(p["resnet_checkpoint"]).exists():
+            raise ReproError(f"{name}: params['resnet_checkpoint']: {p['resnet_checkpoint']} is missing; run "
+                             "`snakemake sparta_pretrain_resnet18_gn` first")
         if ds not in data:
             if ds == "digits":
                 public, train, test = digits_split(p["split_seed"])
