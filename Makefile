@@ -42,7 +42,7 @@ test-fast: install
 
 # Benchmarks stay out of `all` and of CI.
 bench: install
-	$(BIN)/snakemake --cores 1 -s benchmarks/Snakefile bench_layer_solvers bench_quantease bench_alps bench_osscar bench_hassle_free bench_graphl0 bench_skinny_trees
+	$(BIN)/snakemake --cores 1 -s benchmarks/Snakefile bench_layer_solvers bench_quantease bench_alps bench_osscar bench_hassle_free bench_graphl0 bench_skinny_trees bench_msam
 
 # Plan the full and mini grids without running or downloading anything.
 dryrun: install

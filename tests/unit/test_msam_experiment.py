@@ -10,7 +10,8 @@ from torch.func import functional_call, grad
 from reprise.experiments import get_experiment, run_experiment
 from reprise.io import ReproError
 from reprise.sam import SAM
-from reprise.sam.msam import COLUMNS, bag_of_embeddings, digits_data, token_data, train_step
+from reprise.sam.msam import COLUMNS, bag_of_embeddings, token_data, train_step
+from reprise.sam.network import digits_data
 
 F64 = torch.float64
 CE = torch.nn.functional.cross_entropy

@@ -3,6 +3,8 @@
 # snakemake runs (compute nodes of many clusters have no internet); a model is materialised in a
 # job because a large one needs the memory of its weights.
 
+import re
+
 localrules:
     fetch_dataset,
     zeroshot_task,
@@ -12,6 +14,9 @@ localrules:
 rule fetch_dataset:
     output:
         directory("data/raw/{dataset_key}"),
+    wildcard_constraints:
+        # only the registry's datasets: other files under data/raw (PMLB, OSF, CIFAR) have fetch rules of their own
+        dataset_key="|".join(re.escape(k) for k in DATASET_BY_KEY),
     params:
         name=lambda wc: DATASET_BY_KEY[wc.dataset_key],
         registry=config["registries"]["datasets"],

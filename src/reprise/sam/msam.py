@@ -19,7 +19,7 @@ and sharpness_vs_sam (its ratio to SAM's of the same task and seed; last epoch o
 
 Tasks:
 
-- ``digits``: scikit-learn's bundled ``load_digits`` (stratified split 1347 / 450, :func:`digits_data`),
+- ``digits``: scikit-learn's bundled ``load_digits`` (stratified split 1347 / 450, :func:`reprise.sam.network.digits_data`),
   a 64 → hidden → hidden → 10 ReLU MLP — the smoke stand-in for CIFAR-10;
 - ``tokens``: synthetic two-class token sequences (offline stand-in for GLUE): each of ``seq_len`` tokens is drawn
   from the label's 20-token lexicon with probability 0.15, from the other label's with 0.05, else uniformly from the
@@ -55,6 +55,7 @@ import numpy as np
 
 from reprise.experiments import boolean, choice, experiment, integer, list_of, optional, params as _validate, real
 from reprise.io import ReproError
+from reprise.sam.network import digits_data
 
 log = logging.getLogger(__name__)
 
@@ -192,21 +193,6 @@ class Task:
     build: Callable[[], Any]  # a fresh model (the caller fixes the RNG)
     augment: bool = False
     norm: str = "none"
-
-
-def digits_data(split_seed: int, test_fraction: float):
-    """``load_digits`` as float32 (pixels / 16, then one mean and standard deviation of the training pixels) and a
-    stratified split. One global scale, not per pixel: four pixels are constant in the training part, and a
-    per-pixel standardisation would blow their test values up."""
-    import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X / 16.0, y, test_size=test_fraction, random_state=split_seed, stratify=y)
-    mean, std = Xtr.mean(), Xtr.std()
-    f = lambda a: torch.as_tensor((a - mean) / std, dtype=torch.float32)  # noqa: E731
-    return f(Xtr), torch.as_tensor(ytr), f(Xte), torch.as_tensor(yte)
 
 
 def _digits_task(P, device) -> Task:
