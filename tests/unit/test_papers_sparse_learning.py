@@ -12,7 +12,7 @@ from reprise.papers import load_manifest
 from reprise.papers.experiment_study import experiment_jobs, experiment_params, runs_at, experiment_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
-PAPERS = ("graphl0", "smtl", "saa", "samstat", "skinny")
+PAPERS = ("graphl0", "smtl", "saa", "samstat", "skinny", "msam", "sparta")
 SMOKE = {"scale": "smoke", "seeds": [0], "papers": {p: {} for p in PAPERS}}
 FULL = {"scale": "full", "seeds": [0, 1, 2], "papers": {p: {} for p in PAPERS}}
 
