@@ -40,6 +40,46 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest of a file's bytes (``hashlib`` algorithm name), read in chunks."""
+    import hashlib
+
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url: str, target: str | os.PathLike, *, expect: dict[str, str] | None = None,
+             timeout: float | None = 120.0, what: str = "download", hint: str = "") -> dict[str, str]:
+    """Stream ``url`` (http(s) or file) to ``target`` atomically and return the ``md5`` and ``sha256``
+    of its bytes. ``expect`` maps algorithm -> digest to check before the file is kept. A failed
+    download or a mismatch raises ReproError (``what``: the caller's name; ``hint``: the fix) and
+    leaves nothing at ``target``. The one downloader of the dataset fetchers (PMLB, OSF, CIFAR)."""
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    digests = {"md5": hashlib.md5(), "sha256": hashlib.sha256()}
+    with atomic_path(target, suffix=".part") as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout or None) as resp, open(tmp, "wb") as out:  # noqa: S310
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(block)
+                    for h in digests.values():
+                        h.update(block)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise ReproError(f"{what}: could not download {url} ({exc}){'; ' + hint if hint else ''}") from None
+        got = {name: h.hexdigest() for name, h in digests.items()}
+        for algorithm, want in (expect or {}).items():
+            if got[algorithm] != want.lower():
+                raise ReproError(f"{what}: {algorithm} mismatch (checksum mismatch) for {url}: expected {want.lower()}, "
+                                 f"got {got[algorithm]}; the download was not kept (check the pinned checksum or the "
+                                 f"source)")
+    return got
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Like ``atomic_path`` for a directory: fill a temporary directory, then rename it."""

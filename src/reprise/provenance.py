@@ -16,11 +16,9 @@ PACKAGES = ("reprise", "torch", "transformers", "datasets", "lm-eval", "accelera
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+    from reprise.io import file_digest
+
+    return file_digest(path, "sha256", chunk)
 
 
 def fingerprint(obj: Any) -> str:

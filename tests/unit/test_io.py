@@ -38,3 +38,23 @@ def test_finished_outputs_follow_the_umask(tmp_path):
 def test_missing_file_names_the_rule_to_run(tmp_path):
     with pytest.raises(ReproError, match="snakemake"):
         read_json(tmp_path / "nope.json")
+
+
+def test_download_streams_checks_and_leaves_nothing_on_failure(tmp_path):
+    import hashlib
+
+    from reprise.io import download, file_digest
+
+    src = tmp_path / "src.bin"
+    blob = bytes(range(256)) * 5000  # more than one 1 MiB block
+    src.write_bytes(blob)
+    want = {"md5": hashlib.md5(blob).hexdigest(), "sha256": hashlib.sha256(blob).hexdigest()}
+    target = tmp_path / "out" / "data.bin"
+    with pytest.raises(ReproError, match="sha256 mismatch.*not kept"):
+        download(src.as_uri(), target, expect={"sha256": "0" * 64}, what="fetch_x")
+    assert not target.exists() and not list(target.parent.iterdir())
+    assert download(src.as_uri(), target, expect={"md5": want["md5"].upper()}) == want
+    assert target.read_bytes() == blob and file_digest(target, "md5") == want["md5"]
+    with pytest.raises(ReproError, match=r"fetch_x: could not download .*; run snakemake fetch_x"):
+        download((tmp_path / "gone").as_uri(), tmp_path / "other.bin", what="fetch_x", hint="run snakemake fetch_x")
+    assert not (tmp_path / "other.bin").exists()

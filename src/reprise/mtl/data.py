@@ -26,17 +26,14 @@ Every generator takes an explicit ``seed`` and uses only its own ``numpy.random.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from reprise.io import ReproError, atomic_path
+from reprise.io import ReproError, download, file_digest
 from reprise.mtl._core import check_int, check_nonneg
 
 
@@ -219,14 +216,6 @@ def osf_zip_url(node: str) -> str:
     return f"https://files.osf.io/v1/resources/{node}/providers/osfstorage/?zip="
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fetch_osf(key: str, dest, url: str | None, sha256: str | None, timeout: float) -> Path:
     node = OSF_PROJECTS[key]
     if not isinstance(dest, (str, os.PathLike)) or not str(dest):
@@ -240,22 +229,12 @@ def _fetch_osf(key: str, dest, url: str | None, sha256: str | None, timeout: flo
     target = Path(dest)
     if target.is_dir():
         target = target / f"{key}_osf_{node}.zip"
-    if target.exists() and (sha256 is None or _sha256(target) == sha256.lower()):
+    if target.exists() and (sha256 is None or file_digest(target) == sha256.lower()):
         return target
-    with atomic_path(target, suffix=".part") as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout or None) as resp, open(tmp, "wb") as out:
-                for block in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(block)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise ReproError(f"fetch_{key}: could not download {url} ({exc}); the real-data analysis needs "
-                             f"network access (full scale only): fetch it where the network is reachable "
-                             f"(landing page https://osf.io/{node}/) and pass the file") from None
-        if sha256 is not None:
-            got = _sha256(tmp)
-            if got != sha256.lower():
-                raise ReproError(f"fetch_{key}: checksum mismatch for {url}: expected sha256 {sha256.lower()}, "
-                                 f"got {got}; the download was not kept (check the pinned checksum or the source)")
+    download(url, target, expect={"sha256": sha256} if sha256 is not None else None, timeout=timeout,
+             what=f"fetch_{key}", hint=f"the real-data analysis needs network access (full scale only): fetch it "
+                                       f"where the network is reachable (landing page https://osf.io/{node}/) and "
+                                       f"pass the file")
     return target
 
 

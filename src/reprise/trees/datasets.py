@@ -13,7 +13,6 @@ generator, scikit-learn's bundled breast-cancer set, PMLB files fetched at full 
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,19 +98,11 @@ def pmlb_url(name: str, what: str = "data") -> str:
 
 
 def _download(url: str, path: Path, sha256: str | None) -> str:
-    import urllib.request
+    from reprise.io import download
 
-    from reprise.io import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=120) as r:  # noqa: S310 - fixed https URL
-        blob = r.read()
-    digest = hashlib.sha256(blob).hexdigest()
-    if sha256 and digest != sha256:
-        raise ReproError(f"fetch {url}: sha256 {digest} differs from the pinned {sha256}; the upstream file changed")
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(blob)
-    return digest
+    return download(url, path, expect={"sha256": sha256} if sha256 else None, what=f"fetch {url}",
+                    hint="PMLB is needed at full scale only: run the skinny_fetch_<name> rule where the network is "
+                         "reachable")["sha256"]
 
 
 def fetch_pmlb(name: str, out_dir, sha256: str | None = None) -> dict[str, str]:

@@ -22,18 +22,15 @@ Loading the 50 000 training images from the tarball takes about 1–2 s (decompr
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import tarfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from reprise.io import ReproError, atomic_path, write_json
+from reprise.io import ReproError, download, file_digest, write_json
 
 __all__ = ["CIFAR_ARCHIVES", "NORMALISATION", "augment", "fetch_cifar", "load_cifar", "normalise"]
 
@@ -62,38 +59,19 @@ def _spec(name: str) -> dict:
     return CIFAR_ARCHIVES[name]
 
 
-def _digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_cifar(name: str, dest_dir, *, url: str | None = None, timeout: float = 300.0) -> Path:
     """Download CIFAR archive ``name`` into ``dest_dir`` (md5-checked, atomic); record md5 and sha256 beside it."""
     spec = _spec(name)
     target = Path(dest_dir) / spec["filename"]
     record = target.with_name(target.name + ".json")
-    if target.is_file() and _digest(target, "md5") == spec["md5"]:
+    if target.is_file() and file_digest(target, "md5") == spec["md5"]:
         if not record.is_file():
-            write_json(record, dict(dataset=name, url=spec["url"], md5=spec["md5"], sha256=_digest(target, "sha256")))
+            write_json(record, dict(dataset=name, url=spec["url"], md5=spec["md5"], sha256=file_digest(target, "sha256")))
         return target
     source = url or spec["url"]
-    with atomic_path(target, suffix=".tar.gz") as tmp:
-        try:
-            with urllib.request.urlopen(source, timeout=timeout or None) as resp, open(tmp, "wb") as out:
-                for block in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(block)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise ReproError(f"fetch_cifar({name!r}): could not download {source} ({exc}); CIFAR is needed at full "
-                             f"scale only: run `snakemake fetch_{name}` where the network is reachable, or place "
-                             f"{spec['filename']} (md5 {spec['md5']}) in {target.parent}") from None
-        got = _digest(tmp, "md5")
-        if got != spec["md5"]:
-            raise ReproError(f"fetch_cifar({name!r}): md5 mismatch for {source}: expected {spec['md5']}, got {got}; "
-                             f"the download was not kept")
-        sha = _digest(tmp, "sha256")
+    sha = download(source, target, expect={"md5": spec["md5"]}, timeout=timeout, what=f"fetch_cifar({name!r})",
+                   hint=f"CIFAR is needed at full scale only: run `snakemake fetch_{name}` where the network is "
+                        f"reachable, or place {spec['filename']} (md5 {spec['md5']}) in {target.parent}")["sha256"]
     write_json(record, dict(dataset=name, url=source, md5=spec["md5"], sha256=sha))
     return target
 
