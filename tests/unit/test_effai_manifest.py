@@ -4,27 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from reprise.effai.experiments import COLUMNS
 from reprise.experiments import get_experiment
 from reprise.papers import load_manifest
 from reprise.papers.experiment_study import experiment_jobs, experiment_params, experiment_seeds
-from reprise.papers.plan import method_config, run_blocks, run_metrics
+from reprise.io import ReproError
+from reprise.papers.plan import method_config, plan, run_blocks, run_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPERS = ROOT / "config" / "papers"
-EFFAI_SMOKE = {"models": ["smollm2-135m"], "blocks": "all"}  # the papers.effai entry the lead adds to config.yaml
-
-
-def _smoke_config() -> dict:
-    """config/config.yaml (the smoke scale) with the effai entry this paper asks for."""
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg["papers"]["effai"] = EFFAI_SMOKE
-    return cfg
-
-
-SMOKE = _smoke_config()
+SMOKE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())  # the smoke scale, effai's entry included
 FULL = {**SMOKE, "scale": "full"}
 
 
@@ -61,4 +53,12 @@ def test_public_tables_share_the_osscar_and_quantease_runs_at_smoke():
     assert mine and all(run in theirs and set(metrics) <= theirs[run] for run, metrics in mine.items())
     for method, setting in ms["effai"].settings:  # same name, same config: the run directory is shared
         method_config(list(ms.values()), method, setting)
-    run_blocks(ms.values(), SMOKE)  # one block slice per shared run (raises otherwise)
+    slices = run_blocks(ms.values(), SMOKE)  # one block slice per shared run (raises otherwise)
+    # each public-model table has rows at smoke and takes its runs' slice: pruning every block, quantization 0-7
+    prune = {c.run for c in plan(ms["effai"], SMOKE, "pub_prune") if c.run[1] != "dense"}
+    quant = {c.run for c in plan(ms["effai"], SMOKE, "pub_quant") if c.run[1] != "dense"}
+    assert prune and quant and {slices[r] for r in prune} == {None} and {str(slices[r]) for r in quant} == {"[0, 8]"}
+    # a table that took another slice than the runs' owners would be an error naming both
+    clash = {**SMOKE, "papers": {**SMOKE["papers"], "effai": {**SMOKE["papers"]["effai"], "blocks": "all"}}}
+    with pytest.raises(ReproError, match="effai_pub_quant .* quantease_"):
+        run_blocks(ms.values(), clash)

@@ -99,10 +99,13 @@ def scale_models(manifest: Manifest, scale_cfg: Mapping) -> list[str]:
     return models
 
 
-def blocks(manifest: Manifest, scale_cfg: Mapping) -> Any:
-    """The block slice of this paper at this scale (``papers.<paper>.blocks``, else ``driver.blocks``),
-    or None when every block is compressed."""
+def blocks(manifest: Manifest, scale_cfg: Mapping, target: str | None = None) -> Any:
+    """The block slice of this paper (or of its ``target``) at this scale: ``papers.<paper>.blocks``
+    (a slice, ``all``, or a mapping target -> slice/``all`` for papers whose tables share runs planned
+    with different slices by other papers), else ``driver.blocks``; None when every block is compressed."""
     b = _get(scale_cfg, f"papers.{manifest.paper}.blocks", None)
+    if isinstance(b, Mapping):
+        b = b.get(target) if target is not None else None
     if b == ALL_BLOCKS:
         return None
     return b if b is not None else _get(scale_cfg, "driver.blocks", None)
@@ -343,12 +346,26 @@ def _per_run(manifests: Iterable[Manifest], scale_cfg: Mapping, key: str, value)
 
 
 def run_blocks(manifests: Iterable[Manifest], scale_cfg: Mapping) -> dict[tuple[str, str, str, int], Any]:
-    """The block slice each planned run compresses (its paper's ``papers.<paper>.blocks``, else
-    ``driver.blocks``; None: every block)."""
-    def slice_of(manifest):
-        b = blocks(manifest, scale_cfg)
-        return list(b) if isinstance(b, (list, tuple)) else b
-    return _per_run(manifests, scale_cfg, "blocks", slice_of)
+    """The block slice each planned run compresses (its paper's, or its target's, ``papers.<paper>.blocks``,
+    else ``driver.blocks``; None: every block). Runs are shared by path, so two targets that plan the
+    same run with different slices are an error."""
+    out: dict[tuple[str, str, str, int], tuple[Any, str]] = {}
+    for manifest in manifests:
+        for t in targets(manifest):
+            b = blocks(manifest, scale_cfg, t)
+            v = list(b) if isinstance(b, (list, tuple)) else b
+            for cell in plan(manifest, scale_cfg, t):
+                run = cell.run
+                if run[1] == DENSE:  # the dense model is not solved: no slice
+                    continue
+                where = f"{manifest.paper}_{t}"
+                if run in out and out[run][0] != v:
+                    raise ReproError(
+                        f"run {'/'.join(map(str, run))} is planned by {out[run][1]} (blocks {out[run][0]}) and {where} "
+                        f"(blocks {v}); runs are shared by path, so give both the same papers.<paper>.blocks (a "
+                        f"mapping target -> slice sets one target's) or distinct setting names")
+                out.setdefault(run, (v, where))
+    return {run: v for run, (v, _) in out.items()}
 
 
 def run_calibrations(manifests: Iterable[Manifest], scale_cfg: Mapping) -> dict[tuple[str, str, str, int], dict]:

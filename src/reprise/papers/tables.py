@@ -46,7 +46,7 @@ def caption(manifest: Manifest, target: str, scale_cfg: Mapping) -> str:
     parts.append(f"Protocol: {protocol.rstrip('. ')}." if protocol else
                  f"Perplexity on {sets}, non-overlapping windows of {seqlen} tokens.")
     if stand_in_models(manifest, target, scale_cfg):
-        parts.append(f"The paper's models ({', '.join(spec.models)}) do not run at this scale; "
+        parts.append(f"This target's models ({', '.join(spec.models)}) do not run at this scale; "
                      f"{', '.join(scale_models(manifest, scale_cfg))} stands in.")
     if target in manifest.tables and manifest.tables[target].tasks is not None:
         pairs = table_tasks(manifest, target, scale_cfg)
@@ -60,7 +60,7 @@ def caption(manifest: Manifest, target: str, scale_cfg: Mapping) -> str:
     if task:
         used = figure_task(manifest, target, scale_cfg)
         parts.append(f"Zero-shot task: {used}" + (f", standing in for {task}." if used != task else "."))
-    b = blocks(manifest, scale_cfg)
+    b = blocks(manifest, scale_cfg, target)
     if b is not None:
         start, stop = (list(b) + [None, None])[:2] if isinstance(b, (list, tuple)) else (None, None)
         where = f"blocks {start}-{stop - 1}" if isinstance(start, int) and isinstance(stop, int) else f"blocks {b}"

@@ -24,7 +24,7 @@ def vision_caption(manifest: Manifest, study: str, scale_cfg: Mapping) -> str:
     parts.append(f"Regenerated at scale '{scale_name(scale_cfg)}' with seed {paper_seeds(manifest, scale_cfg)[0]}; "
                  f"methods {', '.join(spec.methods)} at channel sparsities {', '.join(f'{x:g}' for x in spec.sparsities)}.")
     if not set(models) & set(spec.models):
-        parts.append(f"The paper's models ({', '.join(spec.models)}) do not run at this scale; "
+        parts.append(f"This target's models ({', '.join(spec.models)}) do not run at this scale; "
                      f"{', '.join(models)} stands in.")
     parts.append("FLOPs kept and parameters: the shrunk network's share of the dense one's (convs and linears).")
     if is_smoke(scale_cfg):
