@@ -15,7 +15,7 @@ from reprise.experiments import (EXPERIMENTS, boolean, choice, experiment, get_e
                                  params, real, run_job)
 from reprise.io import ReproError
 from reprise.papers import load_manifest
-from reprise.papers.experiment_study import (check_lines, check_results, experiment_caption, experiment_file, experiment_jobs, experiment_params,
+from reprise.papers.experiment_study import (check_lines, check_results, experiment_caption, seed_ranges, experiment_file, experiment_jobs, experiment_params,
                                              read_rows, render_experiment)
 
 KIND = "sam.unit_quadratic"
@@ -206,3 +206,9 @@ def test_gpu_and_inputs_per_scale(m, tmp_path):
     path.write_text(text.replace("gpu: {full: 1}", "gpu: {full: 2}"))
     with pytest.raises(ReproError):
         load_manifest(path)
+
+
+def test_seed_ranges_keep_long_grids_short():
+    assert seed_ranges([0]) == "0" and seed_ranges([1, 0]) == "0, 1"
+    assert seed_ranges(list(range(471))) == "0-470"
+    assert seed_ranges([0, 1, 2, 5, 7, 8, 9, 10]) == "0-2, 5, 7-10"

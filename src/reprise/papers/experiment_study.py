@@ -109,6 +109,21 @@ def selected_rows(manifest: Manifest, experiment: str, rows):
     return rows
 
 
+def seed_ranges(seeds: Iterable[int]) -> str:
+    """Seeds as runs of consecutive values (``0-99, 120``), so a 471-job grid's caption stays short."""
+    out, run = [], []
+    for s in sorted(set(int(x) for x in seeds)):
+        if run and s == run[-1] + 1:
+            run.append(s)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 2 else ", ".join(map(str, run)))
+        run = [s]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 2 else ", ".join(map(str, run)))
+    return ", ".join(out)
+
+
 def experiment_caption(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> str:
     spec = manifest.experiments[experiment]
     if not runs_at(manifest, experiment, scale_cfg):
@@ -119,7 +134,7 @@ def experiment_caption(manifest: Manifest, experiment: str, scale_cfg: Mapping) 
     shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "its defaults"
     parts = [spec.caption.rstrip(". ") + ".",
              f"Regenerated at scale '{scale_name(scale_cfg)}' with seed{'s' if len(seeds) > 1 else ''} "
-             f"{', '.join(map(str, seeds))} ({spec.kind}: {shown})."]
+             f"{seed_ranges(seeds)} ({spec.kind}: {shown})."]
     return " ".join(parts + caption_tail(manifest, scale_cfg))
 
 
