@@ -115,7 +115,7 @@ def test_table_average_column_and_gap_claims(m, tmp_path):
     assert float(rows["smoke-alps-nm2-4-r64"]["zeroshot/avg"]) == pytest.approx(0.55)
     md = (tmp_path / "t.md").read_text()
     assert "enwiki-cloze stands in for piqa" in md and "smoke: 2 outer iterations" in md
-    assert "(smoke: 1 outer iteration) stands in for HASSLE-free-ALPS 2:4 + r64 at this scale" in md
+    assert "(smoke: 1 outer iteration, 100 ADMM iterations) stands in for HASSLE-free-ALPS 2:4 + r64 at this scale" in md
     claims = {r["claim"].id: r for r in claim_rows(m, SMOKE, results)}
     # the smoke rows stand in for the paper's settings; the baseline is OATS
     ppl = claims["llama3-24-ppl-cpal"]
@@ -141,8 +141,11 @@ def test_smoke_labels_state_their_iterations(m):
         conf = m.config(r.method, r.setting)
         n = conf["iters"] if r.method == "oats" else conf["am_iters"]
         assert f"smoke: {n} " in r.label and r.stands_in_for in {s for (meth, s) in m.settings if meth == r.method}
-        assert {k: v for k, v in conf.items() if k not in ("iters", "am_iters")} == \
-            {k: v for k, v in m.config(r.method, r.stands_in_for).items() if k not in ("iters", "am_iters")}
+        if "alps_max_iter" in conf:  # fewer ADMM iterations inside: the label says how many
+            assert f"{conf['alps_max_iter']} ADMM iterations" in r.label
+        counts = ("iters", "am_iters", "alps_max_iter")
+        assert {k: v for k, v in conf.items() if k not in counts} == \
+            {k: v for k, v in m.config(r.method, r.stands_in_for).items() if k not in counts}
 
 
 def test_full_scale_table_leaves_smoke_rows_out(m, tmp_path):
