@@ -32,7 +32,8 @@ TINY_CONFIG = {
                "quantease": {"models": ["tiny-llama"], "tasks": {"lambada_openai": "enwiki-cloze"}},
                "alps": {"models": ["tiny-llama"], "sparsities": [0.5, 0.9]},
                "osscar": {"models": ["tiny-llama"]},
-               "hassle-free": {"models": ["tiny-llama"]}},
+               "hassle-free": {"models": ["tiny-llama"]},
+               "effai": {"models": ["tiny-llama"]}},  # its public-model tables share the runs above
     "driver": {"device": "cpu", "blocks": None, "batch_size": 4},
 }
 
