@@ -41,3 +41,17 @@ def test_checks_name_their_experiment_and_source():
     check = next(c for c in m.checks if c.id == "heuristic-p20")
     assert check.at_most and check.value == 1.0 and check.source == "graphl0-code"
     assert 20 in experiment_params(m, check.experiment, SMOKE)["p"]  # the smoke grid has the checked point
+
+
+def test_samstat_cifar_figure_runs_at_full_only_on_a_gpu_with_the_fetched_archive(tmp_path):
+    from reprise.experiments import get_experiment
+    from reprise.io import ReproError
+
+    m = load_manifest(ROOT / "config" / "papers" / "samstat.yaml")
+    spec = m.experiments["fig5_cifar"]
+    assert not runs_at(m, "fig5_cifar", SMOKE) and runs_at(m, "fig5_cifar", FULL)
+    assert spec.gpus_at("full") == 1 and spec.inputs_at("full") == ("data/raw/cifar/cifar-10-python.tar.gz",)
+    params = {**experiment_params(m, "fig5_cifar", FULL), "data_dir": str(tmp_path)}
+    assert params["shards"] == [1]  # SGD against SAM only (one micro-batch)
+    with pytest.raises(ReproError, match="snakemake fetch_cifar10"):
+        get_experiment(spec.kind)(params, 0)
