@@ -310,3 +310,7 @@ def sub_kd(params: Mapping[str, Any], seed: int):
     frame.insert(0, "seed", seed)
     frame.insert(0, "experiment", name)
     return frame[COLUMNS]
+
+
+# the full-scale MovieLens version registers itself on import (it reuses this module's helpers)
+from reprise.effai import movielens as _movielens  # noqa: E402,F401
