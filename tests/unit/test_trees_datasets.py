@@ -41,9 +41,11 @@ def _write_openml(root: Path, name: str, n: int = 100, rng=None) -> tuple[np.nda
     return X, y
 
 
-def test_openml_arff_drops_row_id_and_ignored_attributes_and_standardises(tmp_path):
+def test_openml_arff_drops_row_id_and_ignored_attributes_and_standardises(tmp_path, caplog):
     X, y = _write_openml(tmp_path, "mice-protein")
-    s = datasets.load("mice-protein", tmp_path, seed=8)
+    with caplog.at_level("WARNING", logger="reprise.trees.datasets"):
+        s = datasets.load("mice-protein", tmp_path, seed=8)
+    assert "p = 3 after preprocessing, the spec's table says 77" in caplog.text  # the toy is not the real set
     assert s.n_features == 3  # MouseID (row id) and Genotype (ignored) are gone, the class is the target
     assert (len(s.y_train), len(s.y_valid), len(s.y_test)) == (64, 16, 20)
     assert not np.isnan(s.X_train).any() and not np.isnan(s.X_test).any()

@@ -39,12 +39,15 @@ churn logs.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from reprise.io import ReproError
+
+log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).parent / "data"
 CHURN_LOGS = DATA_DIR / "churn_tuning_logs.csv"
@@ -131,6 +134,7 @@ class Source:
     files: tuple[str, ...]
     openml_id: int | None = None
     n_features: int | None = None
+    spec_p: int | None = None
 
     @property
     def rule(self) -> str:
@@ -159,11 +163,15 @@ def _source(name: str, kind: str, **kw) -> Source:
 
 
 DATASETS: dict[str, Source] = {s.name: s for s in (
-    *(_source(n, "pmlb") for n in ("churn", "satimage", "texture")),
-    _source("mice-protein", "openml", openml_id=40966), _source("isolet", "openml", openml_id=300),
-    *(_source(n, "nips2003") for n in ("arcene", "gisette", "madelon")),
-    _source("dorothea", "nips2003", n_features=100_000),
-    *(_source(n, "asu") for n in ("SMK-CAN-187", "CLL-SUB-111", "GLI-85", "lung", "TOX-171")),
+    _source("churn", "pmlb", spec_p=33), _source("satimage", "pmlb", spec_p=36),
+    _source("texture", "pmlb", spec_p=40),
+    _source("mice-protein", "openml", openml_id=40966, spec_p=77),
+    _source("isolet", "openml", openml_id=300, spec_p=617),
+    _source("arcene", "nips2003", spec_p=10_000), _source("gisette", "nips2003", spec_p=5000),
+    _source("madelon", "nips2003", spec_p=500),
+    _source("dorothea", "nips2003", n_features=100_000, spec_p=100_000),
+    _source("SMK-CAN-187", "asu", spec_p=19_993), _source("CLL-SUB-111", "asu", spec_p=11_340),
+    _source("GLI-85", "asu", spec_p=22_283), _source("lung", "asu", spec_p=3312), _source("TOX-171", "asu", spec_p=5748),
 )}
 
 
@@ -241,12 +249,19 @@ def load(name: str, root=DATA_ROOT, seed: int = 8) -> Split:
     s = source(name)
     files = [require(p, s.rule) for p in s.paths(root)]
     if s.kind == "pmlb":
-        return load_pmlb(*files, seed=seed)
-    if s.kind == "openml":
-        return load_openml(*files, seed=seed)
-    if s.kind == "nips2003":
-        return load_nips2003(*files, seed=seed, sparse_features=s.n_features)
-    return load_asu(files[0], seed=seed)
+        out = load_pmlb(*files, seed=seed)
+    elif s.kind == "openml":
+        out = load_openml(*files, seed=seed)
+    elif s.kind == "nips2003":
+        out = load_nips2003(*files, seed=seed, sparse_features=s.n_features)
+    else:
+        out = load_asu(files[0], seed=seed)
+    if s.spec_p is not None and out.n_features != s.spec_p:
+        log.warning("%s: p = %d after preprocessing, the spec's table says %d (source changed?)",
+                    name, out.n_features, s.spec_p)
+    log.info("%s: %d train / %d valid / %d test rows, p = %d", name, len(out.y_train), len(out.y_valid),
+             len(out.y_test), out.n_features)
+    return out
 
 
 def _preprocess(df, continuous, categorical, tr, va, te):
