@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from reprise.effai.movielens import (NO, YES, answer_token_ids, encode, load_movielens, scores, serialise,
-                                     split_users, sub_kd_movielens, user_examples)
+from reprise.effai.movielens import (NO, YES, answer_token_ids, encode, fetch_movielens, load_movielens, scores,
+                                     serialise, split_users, sub_kd_movielens, user_examples)
 from reprise.io import ReproError
 
 MOVIES = [(1, "Toy Story (1995)", "Animation|Children's|Comedy"), (2, "Jumanji (1995)", "Adventure"),
@@ -138,7 +138,7 @@ def test_experiment_end_to_end_on_tiny_llamas(tmp_path, tokenizer, monkeypatch):
     assert rows.auc.between(0, 1).all() and rows.val_auc.between(0, 1).all()
     assert (rows.train_users == 48).all() and (rows.test_users == 6).all()
     assert rows.experiment.eq("effai.sub_kd_movielens").all() and rows.seed.eq(0).all()
-    start = LlamaForCausalLM.from_pretrained(student)
+    start = LlamaForCausalLM.from_pretrained(student).requires_grad_(False)
     for name in ("student-sft", "student-fkl"):
         moved = max(float((a.detach() - b).abs().max()) for a, b in zip(trained[name].parameters(), start.parameters()))
         assert moved > 0, name
@@ -175,3 +175,20 @@ def test_bad_archives_are_refused(tmp_path):
         load_movielens(_zip(tmp_path / "short.zip", [(1, 1, 5)]))
     with pytest.raises(ReproError, match="missing from movies.dat"):
         load_movielens(_zip(tmp_path / "orphan.zip", [(1, 9, 5, 1)]))
+
+
+def test_fetch_records_the_checksums_and_refuses_a_wrong_pin(tmp_path):
+    import hashlib
+
+    source = _zip(tmp_path / "source.zip", [(1, 1, 5, 1), (1, 2, 3, 2)])
+    body = source.read_bytes()
+    got = fetch_movielens(tmp_path / "raw" / "ml-1m.zip", url=source.as_uri())
+    assert got == {"md5": hashlib.md5(body).hexdigest(), "sha256": hashlib.sha256(body).hexdigest()}
+    assert (tmp_path / "raw" / "ml-1m.zip").read_bytes() == body
+    with pytest.raises(ReproError, match="checksum mismatch"):
+        fetch_movielens(tmp_path / "other.zip", url=source.as_uri(), sha256="0" * 64)
+    assert not (tmp_path / "other.zip").exists()  # nothing kept after a mismatch
+    with pytest.raises(ReproError, match="snakemake fetch_movielens"):
+        fetch_movielens(tmp_path / "x.zip", url=(tmp_path / "absent.zip").as_uri())
+    with pytest.raises(ReproError, match="64 hexadecimal"):
+        fetch_movielens(tmp_path / "x.zip", sha256="abc")

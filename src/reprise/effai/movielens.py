@@ -112,6 +112,26 @@ def load_movielens(path) -> tuple[Any, Any]:
     return ratings, movies
 
 
+def fetch_movielens(dest, *, url: str = URL, sha256: str | None = None, timeout: float = 300.0) -> dict[str, str]:
+    """Download ml-1m.zip to ``dest`` through :func:`reprise.io.download` (streamed, atomic), checking
+    ``sha256`` when pinned; returns the ``md5`` and ``sha256`` of the file. An existing file is kept
+    when it matches the pin (or when nothing is pinned)."""
+    from reprise.io import download, file_digest
+
+    if sha256 is not None and not (isinstance(sha256, str) and len(sha256) == 64
+                                   and all(c in "0123456789abcdefABCDEF" for c in sha256)):
+        raise ReproError(f"fetch_movielens: sha256={sha256!r} must be 64 hexadecimal characters (or None)")
+    target = Path(dest)
+    if target.is_file():
+        have = file_digest(target)
+        if sha256 is None or have == sha256.lower():
+            return {"md5": file_digest(target, "md5"), "sha256": have}
+    return download(url, target, expect={"sha256": sha256} if sha256 else None, timeout=timeout,
+                    what="fetch_movielens",
+                    hint=f"MovieLens-1M is needed at full scale only: run `snakemake fetch_movielens` where the "
+                         f"network is reachable, or place ml-1m.zip from {URL} at {target}")
+
+
 def serialise(titles, ratings, target: str, threshold: int = 4) -> str:
     """The prompt of one user: the rated history (oldest first) and the question; the answer follows."""
     watched = ", ".join(f"{t} ({int(r)})" for t, r in zip(titles, ratings))
