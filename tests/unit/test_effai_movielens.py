@@ -49,7 +49,8 @@ def test_examples_take_the_last_rating_by_time_and_the_history_before_it(tmp_pat
     assert two.label == 1 and two.prompt == serialise(["Jumanji (1995)"], [3], "Toy Story (1995)", 4)
     # the threshold moves the label and the question
     strict = user_examples(r, m, history=3, threshold=5).set_index("user")
-    assert strict.loc[1].label == 0 and strict.loc[2].label == 1 and "rate Amélie (2001) 5 or more?" in strict.loc[1].prompt
+    assert strict.loc[1].label == 0 and strict.loc[2].label == 1
+    assert "rate Amélie (2001) 5 or more?" in strict.loc[1].prompt
 
 
 def test_split_is_a_seeded_80_10_10_partition():
@@ -147,6 +148,21 @@ def test_experiment_end_to_end_on_tiny_llamas(tmp_path, tokenizer, monkeypatch):
                zip(trained["student-sft"].parameters(), trained["student-fkl"].parameters()))
     n_student = sum(p.numel() for p in start.parameters())
     assert rows.set_index(["model", "method"]).loc[("student", "fkl"), "params"] == n_student
+
+
+def test_a_student_with_another_vocabulary_is_refused_before_training(tmp_path, tokenizer, monkeypatch):
+    from reprise.effai.tasks import tiny_llama
+
+    import reprise.effai.distill as distill
+
+    teacher, _ = _tiny_models(tmp_path, tokenizer)
+    other = tiny_llama(len(tokenizer) + 8, 16, 32, layers=1, heads=2, seed=3)
+    other.save_pretrained(tmp_path / "other")
+    tokenizer.save_pretrained(tmp_path / "other")
+    monkeypatch.setattr(distill, "train", lambda *a, **k: pytest.fail("trained before the vocabulary check"))
+    with pytest.raises(ReproError, match="one vocabulary"):
+        sub_kd_movielens({"data": str(_dataset(tmp_path / "ml-1m.zip")), "teacher": teacher,
+                          "student": str(tmp_path / "other"), "device": "cpu"}, 0)
 
 
 @pytest.mark.parametrize("change, message", [

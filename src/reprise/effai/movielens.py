@@ -35,9 +35,12 @@ max_users=None (all), device="auto", precision="auto"`` (bf16 autocast on CUDA, 
 weights and optimiser state stay fp32). A model directory is e.g. ``models/qwen2.5-0.5b`` made by
 the workflow's ``prepare_model`` rule, so the job itself needs no network.
 
-Measured: the unit test's tiny-Llama run (40 users, 1 epoch) takes a few CPU seconds; the full
-job (6,040 users, a 1.5B teacher and two 0.5B students, 2 epochs each) is untested here (no GPU or
-hub access on the development machine); planned at one GPU for up to an hour per seed.
+The zip comes from :data:`URL` through :func:`fetch_movielens` (the workflow's ``fetch_movielens`` rule).
+
+Measured: the unit test's run (60 users, tiny random Llama teacher/student with SmolLM2's 49,152-token
+vocabulary, 1 epoch each) takes about 10 s on one thread of the shared 2-core machine. The full job
+(6,040 users, a 1.5B teacher and two 0.5B students, 2 epochs each) has not been run (no GPU or hub
+access on the development machine); it is planned at one GPU for up to an hour per seed.
 """
 from __future__ import annotations
 
@@ -162,7 +165,7 @@ def user_examples(ratings, movies, history: int = 10, threshold: int = 4):
 def split_users(users, seed: int, fractions=(0.8, 0.1)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded train / validation / test partition of ``users`` (80/10/10 by default)."""
     users = np.asarray(sorted(users))
-    perm = np.random.default_rng([seed, 1_000_209]).permutation(users)
+    perm = np.random.default_rng([seed, 18]).permutation(users)  # its own stream, apart from the model seeds
     a = int(round(fractions[0] * len(users)))
     b = a + int(round(fractions[1] * len(users)))
     return perm[:a], perm[a:b], perm[b:]
@@ -186,7 +189,7 @@ def encode(tokenizer, prompts, labels, yes: int, no: int, pad: int = 0):
     """``(ids [n, L], mask [n, L], prompt_lengths [n])``: each prompt's tokens, then its answer token,
     then ``pad`` up to the longest row. Right padding after the answer: causal attention keeps the pads
     from every earlier position, so the answer position sees exactly the unpadded sequence."""
-    seqs = [list(tokenizer(p)["input_ids"]) for p in prompts]
+    seqs = [list(s) for s in tokenizer(list(prompts))["input_ids"]]
     joint = list(tokenizer(prompts[0] + YES)["input_ids"])
     if joint != seqs[0] + [yes]:
         raise ReproError(f"the tokenizer merges the answer {YES!r} with the prompt's end ('Answer:'); the answer "
@@ -287,6 +290,10 @@ def sub_kd_movielens(params: Mapping[str, Any], seed: int):
             tok(parts["test"].prompt[0])["input_ids"]:
         raise ReproError(f"{name}: teacher {p['teacher']!r} and student {p['student']!r} tokenize differently; "
                          "forward KL needs one tokenizer and vocabulary")
+    vocab = {role: m.get_output_embeddings().weight.shape[0]
+             for role, m in (("teacher", teacher), ("student", student0))}
+    if vocab["teacher"] != vocab["student"]:  # caught before the teacher's fine-tuning, not after it
+        raise ReproError(f"{name}: teacher and student output {vocab} logits; forward KL needs one vocabulary")
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     enc = {k: encode(tok, list(part.prompt), list(part.label), yes, no, pad) for k, part in parts.items()}
     ids, mask, _ = enc["train"]
