@@ -1,4 +1,4 @@
-"""``effai.sub_kd_movielens``: SFT vs forward-KL distillation of public LLMs on MovieLens-1M (full scale).
+"""``effai.sub_kd_movielens``: SFT vs forward-KL distillation of public LLMs on MovieLens-1M (mini/full).
 
 Method replication on public data (spec other-papers.md §8.5 ``effai/sub_kd``), not the paper's
 numbers: the paper's task is LinkedIn ranking with a 100B+ internal teacher. Here the task is
