@@ -174,7 +174,7 @@ def plan_jobs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
         for eid, kind, seed in experiment_jobs(manifest, cfg):  # with their manifest's estimate and device
             spec = manifest.experiments[eid]
             jobs.append({"paper": paper, "model": "-", "kind": "experiment", "job": (paper, eid, seed),
-                         "minutes": float(spec.runtime_min.get(scale, 10)), "checkpoint_bytes": 0, "params": 0,
+                         "minutes": spec.runtime_at(scale), "checkpoint_bytes": 0, "params": 0,
                          "gpu": bool(gpu and spec.gpus_at(scale))})
     return jobs
 

@@ -195,6 +195,9 @@ def test_gpu_and_inputs_per_scale(m, tmp_path):
     assert (tab.gpus_at("smoke"), tab.gpus_at("full")) == (0, 1)
     assert tab.inputs_at("smoke") == () and tab.inputs_at("full") == ("data/raw/toy/train.npz",)
     assert m.experiments["tab"].gpus_at("full") == 0  # default: CPU
+    # mini falls back to full for every per-scale field, as the params do
+    assert (tab.gpus_at("mini"), tab.inputs_at("mini"), tab.runtime_at("mini")) == (1, ("data/raw/toy/train.npz",), 2.0)
+    assert tab.runtime_at("smoke") == 0.1 and m.experiments["curve"].runtime_at("full") == 10.0
     jobs = [{"kind": "experiment", "minutes": 60.0, "checkpoint_bytes": 0, "gpu": True},
             {"kind": "experiment", "minutes": 30.0, "checkpoint_bytes": 0, "gpu": False}]
     total = _summarise_jobs(jobs, gpu=True, keep=False)

@@ -13,7 +13,7 @@ def _experiment(wc):
 
 
 def experiment_mem(wc, attempt):
-    return int(math.ceil(_experiment(wc).mem_mb.get(SCALE, 2000) * (1 + 0.5 * (attempt - 1))))
+    return int(math.ceil(_experiment(wc).mem_at(SCALE) * (1 + 0.5 * (attempt - 1))))
 
 
 def experiment_gpu(wc):
@@ -22,7 +22,7 @@ def experiment_gpu(wc):
 
 
 def experiment_runtime(wc, attempt):
-    expected = _experiment(wc).runtime_min.get(SCALE, 10)
+    expected = _experiment(wc).runtime_at(SCALE)
     return int(math.ceil((3 * expected + 10) * (1 + 0.5 * (attempt - 1))))
 
 

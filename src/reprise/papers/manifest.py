@@ -142,11 +142,26 @@ class Experiment:
     gpu: Mapping[str, int] = field(default_factory=dict)  # scale -> GPUs per job (0 or 1; none: CPU)
     inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # scale -> files the job reads (fetched data)
 
+    @staticmethod
+    def _at(mapping: Mapping[str, Any], scale: str, default: Any) -> Any:
+        # mini falls back to full, as the params do (experiment_study.experiment_params)
+        for key in (scale, "full") if scale == "mini" else (scale,):
+            if key in mapping:
+                return mapping[key]
+        return default
+
     def gpus_at(self, scale: str) -> int:
-        return int(self.gpu.get(scale, 0))
+        return int(self._at(self.gpu, scale, 0))
 
     def inputs_at(self, scale: str) -> tuple[str, ...]:
-        return tuple(self.inputs.get(scale, ()))
+        return tuple(self._at(self.inputs, scale, ()))
+
+    def runtime_at(self, scale: str) -> float:
+        """Expected minutes per job (10 when the manifest gives none)."""
+        return float(self._at(self.runtime_min, scale, 10))
+
+    def mem_at(self, scale: str) -> int:
+        return int(self._at(self.mem_mb, scale, 2000))
 
     @property
     def is_figure(self) -> bool:
