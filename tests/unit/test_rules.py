@@ -21,7 +21,9 @@ def _rule_blocks() -> dict[str, str]:
         for i, m in enumerate(starts):
             end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
             body = text[m.end():end]
-            name = m.group(2) or re.search(r"name:\s*\n\s*f?\"([^\"]+)\"", body).group(1)
+            # a named rule, an f-string name, or a name from an expression (a loop over a table)
+            named = re.search(r"name:\s*\n\s*(?:f?\"([^\"]+)\"|([\w.]+))", body)
+            name = m.group(2) or named.group(1) or named.group(2)
             out[f"{smk.name}:{name}"] = body
     return out
 
