@@ -147,7 +147,7 @@ def plan_jobs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     from reprise.metrics import eval_stem
     from reprise.papers import DENSE, load_manifest
     from reprise.papers.experiment_study import experiment_jobs
-    from reprise.papers.plan import run_metrics
+    from reprise.papers.plan import method_config, run_metrics
     from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_expected_min, eval_expected_min, eval_tokens,
                                    wants_gpu)
 
@@ -163,7 +163,8 @@ def plan_jobs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
             shape = Shape.of(models[model])
             if method != DENSE:
                 jobs.append({"paper": paper, "model": model, "kind": "compress", "job": (*run, "compress"),
-                             "minutes": compress_expected_min(shape, cal["n"], cal["seqlen"], method, gpu, threads),
+                             "minutes": compress_expected_min(shape, cal["n"], cal["seqlen"], method, gpu, threads,
+                                                              method_config(manifest, method, run[2])),
                              "checkpoint_bytes": shape.weight_bytes, "params": shape.params})
             for name in dict.fromkeys(eval_stem(m) for m in metrics):
                 n_tokens = tokens if "_ppl@" in name else ZEROSHOT_TOKENS
@@ -171,9 +172,9 @@ def plan_jobs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                              "minutes": eval_expected_min(shape, n_tokens, gpu, threads), "checkpoint_bytes": 0,
                              "params": shape.params})
         scale = cfg.get("scale", "smoke")
-        for eid, kind, seed in experiment_jobs(manifest, cfg):  # with their manifest's estimate and device
-            spec = manifest.experiments[eid]
-            jobs.append({"paper": paper, "model": "-", "kind": "experiment", "job": (paper, eid, seed),
+        for j in experiment_jobs(manifest, cfg):  # with their manifest's estimate (per job) and device
+            spec = manifest.experiments[j.experiment]
+            jobs.append({"paper": paper, "model": "-", "kind": "experiment", "job": (paper, j.stem),
                          "minutes": spec.runtime_at(scale), "checkpoint_bytes": 0, "params": 0,
                          "gpu": bool(gpu and spec.gpus_at(scale))})
     return jobs

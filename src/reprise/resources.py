@@ -106,6 +106,16 @@ def _request(expected_min: float, attempt: int) -> int:
     return int(math.ceil((3 * expected_min + 10) * _retry(attempt)))
 
 
+# A common per-job wall-time limit of cluster partitions (48 h): a first attempt that asks for more
+# is refused or queued forever, so a longer full-scale experiment is split (manifest `split_by`).
+CLUSTER_MAX_RUNTIME_MIN = 48 * 60
+
+
+def experiment_runtime_min(expected_min: float, attempt: int = 1) -> int:
+    """The -t of an experiment job, from its manifest's expected minutes per job."""
+    return _request(expected_min, attempt)
+
+
 def compress_expected_min(shape: Shape, n_seq: int, seqlen: int, method: str = "gptq", gpu: bool = True,
                           threads: int = 1, config: Any = None) -> float:
     """Expected minutes: two forward passes over the calibration tokens, the Grams, the per-layer solves."""
@@ -123,8 +133,11 @@ def compress_expected_min(shape: Shape, n_seq: int, seqlen: int, method: str = "
 
 def compress_runtime_min(shape: Shape, n_seq: int, seqlen: int, method: str = "gptq", gpu: bool = True,
                          threads: int = 1, attempt: int = 1, config: Any = None) -> int:
-    """The runtime a compress job requests (minutes); ``config`` refines iterative methods."""
-    return _request(compress_expected_min(shape, n_seq, seqlen, method, gpu, threads, config), attempt)
+    """The runtime a compress job requests (minutes); ``config`` refines iterative methods. Capped at
+    the partition limit: a solve killed there resumes from its last finished block on the retry
+    (reprise.llm.driver.checkpoint), so a longer request would only stop it from being scheduled."""
+    return min(_request(compress_expected_min(shape, n_seq, seqlen, method, gpu, threads, config), attempt),
+               CLUSTER_MAX_RUNTIME_MIN)
 
 
 def eval_expected_min(shape: Shape, n_tokens: int, gpu: bool = True, threads: int = 1) -> float:

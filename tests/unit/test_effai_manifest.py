@@ -27,7 +27,7 @@ def _manifests():
 def test_one_smoke_job_renders_the_three_substitute_tables():
     m = _manifests()["effai"]
     jobs = experiment_jobs(m, SMOKE)
-    assert jobs == [("sub_kd", "effai.sub_kd", 0)]
+    assert jobs == [("sub_kd", "effai.sub_kd", 0, None)]
     for eid, spec in m.experiments.items():
         assert callable(get_experiment(spec.kind))
         assert experiment_seeds(m, eid, SMOKE) == [0]

@@ -44,4 +44,4 @@ def test_views_and_checks_name_real_columns():
 
 def test_smoke_is_two_jobs():
     jobs = experiment_jobs(MANIFEST, CFG["smoke"])
-    assert [(e, s) for e, _k, s in jobs] == [("tab1", 0), ("tab1", 1)]
+    assert [(j.experiment, j.seed, j.part) for j in jobs] == [("tab1", 0, None), ("tab1", 1, None)]

@@ -87,9 +87,9 @@ def m(tmp_path):
 
 
 def _run_all(m, runs: Path, cfg=SMOKE):
-    for eid, kind, seed in experiment_jobs(m, cfg):
-        out = experiment_file(runs, m.paper, eid, seed)
-        run_job(kind, experiment_params(m, eid, cfg), seed, out, out.with_suffix(".json"))
+    for j in experiment_jobs(m, cfg):
+        out = experiment_file(runs, m.paper, j.experiment, j.seed, j.part)
+        run_job(j.kind, experiment_params(m, j.experiment, cfg, j.part), j.seed, out, out.with_suffix(".json"))
 
 
 def test_registry_errors():
@@ -164,9 +164,9 @@ def test_params_per_scale_and_manifest_errors(m, tmp_path):
     with pytest.raises(ReproError, match="curve does not run at scale 'full'"):
         experiment_params(m, "curve", full)
     # an experiment without params for a scale is left out of that scale's jobs, and its caption says so
-    assert {e for e, _k, _s in experiment_jobs(m, full)} == {"tab"}
+    assert {j.experiment for j in experiment_jobs(m, full)} == {"tab"}
     assert "Not run at scale 'full'" in experiment_caption(m, "curve", full)
-    assert {e for e, _k, _s in experiment_jobs(m, SMOKE)} == {"tab", "curve", "grid"}
+    assert {j.experiment for j in experiment_jobs(m, SMOKE)} == {"tab", "curve", "grid"}
     bad = tmp_path / "bad.yaml"
     bad.write_text(MANIFEST.replace("plot: {x: step, y: loss, series: method, logy: true}", "plot: {x: step}"))
     with pytest.raises(ReproError, match="view line needs y"):
@@ -215,3 +215,115 @@ def test_seed_ranges_keep_long_grids_short():
     assert seed_ranges([0]) == "0" and seed_ranges([1, 0]) == "0, 1"
     assert seed_ranges(list(range(471))) == "0-470"
     assert seed_ranges([0, 1, 2, 5, 7, 8, 9, 10]) == "0-2, 5, 7-10"
+
+
+SPLIT_KIND = "sam.unit_rates"
+
+
+@experiment(SPLIT_KIND)
+def _rates(params, seed):
+    """Rows (rate, scale, step) -> loss; each (rate, scale) seeded on its own, so a part's rows do
+    not depend on which other values share its job."""
+    rows = []
+    for rate in params.get("rates", [0.5]):
+        for scale in params.get("factors", [1.0]):
+            rng = np.random.default_rng([seed, int(rate * 100), int(scale * 10)])
+            rows += [{"rate": rate, "factor": scale, "step": t, "loss": scale * (1 - rate) ** t + rng.normal(scale=0.01)}
+                     for t in range(params["steps"])]
+    return pd.DataFrame(rows)
+
+
+SPLIT_MANIFEST = textwrap.dedent(f"""
+    format: 1
+    paper: toysplit
+    title: "A toy paper with a split grid"
+    version: "test"
+    sources:
+      log: {{citation: "a log", url: "https://example.org", version: "v", transcribed: "one value", reliability: "test"}}
+    experiments:
+      grid:
+        kind: {SPLIT_KIND}
+        caption: "Loss per rate and scale"
+        params: {{smoke: {{steps: 3}}, full: {{steps: 3, rates: [0.25, 0.5, 0.75], factors: [1.0, 2.0]}}}}
+        split_by: [rates, factors]
+        index: [rate, factor, step]
+        values: [loss]
+        runtime_min: {{smoke: 0.1, full: 30}}
+      grid_view:
+        kind: {SPLIT_KIND}
+        rows_from: grid
+        caption: "The same rows at step 0"
+        where: {{step: 0}}
+        index: [rate, factor]
+        values: [loss]
+    checks:
+      - {{id: start, text: "loss at step 0 is the factor", experiment: grid_view, where: {{factor: 2.0, step: 0}},
+          metric: loss, value: 2.0, tolerance: {{abs: 0.05}}, source: log, scales: [full]}}
+""")
+FULL2 = {"scale": "full", "seeds": [0, 1], "papers": {"toysplit": {}}}
+
+
+def _split_manifest(tmp_path, text=SPLIT_MANIFEST):
+    path = tmp_path / "toysplit.yaml"
+    path.write_text(text)
+    return load_manifest(path)
+
+
+def test_split_by_runs_one_job_per_part_and_renders_as_one(tmp_path):
+    """A split_by experiment runs one job per (part, seed), each with its lists cut to the part's
+    values; the parts' rows render the same table as one unsplit job, the checks and the cost table
+    read every part, and a scale whose params do not list the split params runs unsplit."""
+    from reprise.papers.cost import experiment_job_files
+
+    m = _split_manifest(tmp_path)
+    jobs = experiment_jobs(m, FULL2)
+    parts = ["0.25-1.0", "0.25-2.0", "0.5-1.0", "0.5-2.0", "0.75-1.0", "0.75-2.0"]
+    assert [(j.experiment, j.seed, j.part) for j in jobs] == [("grid", s, p) for s in (0, 1) for p in parts]
+    assert experiment_jobs(m, FULL2, only="grid_view") == jobs  # rows_from renders grid's jobs
+    assert experiment_params(m, "grid", FULL2, "0.5-2.0") == {"steps": 3, "rates": [0.5], "factors": [2.0]}
+    assert experiment_file("runs", "toysplit", "grid", 1, "0.5-2.0") == Path("runs/experiments/toysplit/grid/0.5-2.0_s1.csv")
+    with pytest.raises(ReproError, match="no part '0.5-3.0'.*0.25-1.0"):
+        experiment_params(m, "grid", FULL2, "0.5-3.0")
+    smoke = {**FULL2, "scale": "smoke"}
+    assert [(j.seed, j.part) for j in experiment_jobs(m, smoke)] == [(0, None), (1, None)]
+    assert "ran as" not in experiment_caption(m, "grid", smoke)
+    assert "Each seed ran as 6 jobs, one per value of rates, factors." in experiment_caption(m, "grid", FULL2)
+
+    runs, whole = tmp_path / "runs", tmp_path / "whole"
+    for j in jobs:
+        out = experiment_file(runs, m.paper, j.experiment, j.seed, j.part)
+        run_job(j.kind, experiment_params(m, "grid", FULL2, j.part), j.seed, out, out.with_suffix(".json"))
+        assert json.loads(out.with_suffix(".json").read_text())["params"]["rates"] == [float(j.part.split("-")[0])]
+    for s in (0, 1):  # the same grid as one job per seed
+        out = experiment_file(whole, m.paper, "grid", s)
+        run_job(SPLIT_KIND, experiment_params(m, "grid", FULL2), s, out, out.with_suffix(".json"))
+    split_rows = read_rows([experiment_file(runs, m.paper, j.experiment, j.seed, j.part) for j in jobs])
+    whole_rows = read_rows([experiment_file(whole, m.paper, "grid", s) for s in (0, 1)])
+    assert sorted(split_rows["seed"].unique()) == [0, 1] and len(split_rows) == len(whole_rows) == 36
+    render_experiment(m, "grid", FULL2, split_rows, tmp_path / "split")
+    render_experiment(m, "grid", FULL2, whole_rows, tmp_path / "one")
+    a, b = pd.read_csv(tmp_path / "split.csv"), pd.read_csv(tmp_path / "one.csv")
+    pd.testing.assert_frame_equal(a.sort_values(["rate", "factor", "step"]).reset_index(drop=True),
+                                  b.sort_values(["rate", "factor", "step"]).reset_index(drop=True))
+    (verdict,) = check_results(m, FULL2, runs)
+    assert verdict.verdict == "pass" and verdict.n_rows == 6  # 3 rates x 2 seeds, from three part files each
+    (job, bench, prov), *_ = experiment_job_files(runs, m.paper, jobs)  # what the cost table reads per part
+    assert job.part == "0.25-1.0" and prov.is_file() and bench == runs / "experiments/toysplit/benchmark/grid/0.25-1.0_s0.tsv"
+
+
+def test_split_by_errors_name_the_key(tmp_path):
+    with pytest.raises(ReproError, match="is not a non-empty list"):
+        experiment_jobs(_split_manifest(tmp_path, SPLIT_MANIFEST.replace("rates: [0.25, 0.5, 0.75]", "rates: 0.5")), FULL2)
+    with pytest.raises(ReproError, match="rows_from has no job, so no gpu, inputs or split_by"):
+        _split_manifest(tmp_path, SPLIT_MANIFEST.replace("    rows_from: grid\n", "    rows_from: grid\n    split_by: rates\n"))
+    per_part = "    inputs: {full: {0.25-1.0: [data/raw/a.npz], 0.25-2.0: [data/raw/b.npz]}}\n"
+    with pytest.raises(ReproError, match="files per part need split_by"):
+        _split_manifest(tmp_path, SPLIT_MANIFEST.replace("    split_by: [rates, factors]\n", per_part))
+    grid = _split_manifest(tmp_path, SPLIT_MANIFEST.replace("    split_by: [rates, factors]\n",
+                                                            "    split_by: [rates, factors]\n" + per_part)).experiments["grid"]
+    assert grid.inputs_at("full", "0.25-2.0") == ("data/raw/b.npz",)
+    assert grid.inputs_at("full") == ("data/raw/a.npz", "data/raw/b.npz")
+    with pytest.raises(ReproError, match="no files for part '0.5-1.0'"):
+        grid.inputs_at("full", "0.5-1.0")
+    with pytest.raises(ReproError, match="not a plain file name"):
+        experiment_jobs(_split_manifest(tmp_path, SPLIT_MANIFEST.replace("[0.25, 0.5, 0.75]", "['a/b', c]")), FULL2)

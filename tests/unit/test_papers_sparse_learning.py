@@ -32,8 +32,8 @@ def test_experiments_resolve_and_have_params_at_every_scale(paper):
         for col in [*spec.index, *spec.values, *spec.where]:
             assert isinstance(col, str) and col
     jobs = experiment_jobs(m, SMOKE)
-    assert len(jobs) == len({(e, s) for e, _k, s in jobs})  # one job per (experiment, seed)
-    assert all(not m.experiments[e].rows_from for e, _k, _s in jobs)
+    assert len(jobs) == len({j.stem for j in jobs})  # one job per (experiment, seed, part)
+    assert all(not m.experiments[j.experiment].rows_from for j in jobs)
 
 
 def test_checks_name_their_experiment_and_source():

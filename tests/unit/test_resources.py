@@ -62,3 +62,26 @@ def test_sweep_methods_cost_more_than_their_gptq_start_but_scale_with_sweeps_not
     qe = compress_runtime_min(s, 128, 2048, "quantease")
     assert gptq < qe < compress_runtime_min(s, 128, 2048, "alps")
     assert compress_mem_mb(s, 128, 2048, "quantease") == compress_mem_mb(s, 128, 2048, "gptq")
+
+
+def test_long_solves_ask_at_most_the_partition_limit_and_the_plan_counts_their_config():
+    """HASSLE-free with ALPS inside on Llama-3-8B is expected to run most of a day: its request is
+    capped at the 48-hour partition limit (the solve resumes from its last block on the retry),
+    while the plan's estimate keeps the full expectation, refined by the run's config."""
+    from reprise.cli import _load_config, plan_jobs
+    from reprise.resources import CLUSTER_MAX_RUNTIME_MIN, compress_expected_min
+
+    s = Shape.of(REG["llama-3-8b-fp32"])
+    cfg = {"sparse_solver": "alps"}
+    expected = compress_expected_min(s, 128, 2048, "hassle-free", True, 1, cfg)
+    assert 3 * expected + 10 > CLUSTER_MAX_RUNTIME_MIN  # uncapped, the request would exceed it
+    assert compress_runtime_min(s, 128, 2048, "hassle-free", True, 1, 1, cfg) == CLUSTER_MAX_RUNTIME_MIN
+    assert compress_runtime_min(s, 128, 2048, "hassle-free", True, 1, 1) < CLUSTER_MAX_RUNTIME_MIN
+    full = _load_config("full", str(REPO / "config" / "config.yaml"))
+    full["papers"] = {"hassle-free": full["papers"]["hassle-free"]}
+    jobs = {j["job"]: j["minutes"] for j in plan_jobs(full) if j["kind"] == "compress"}
+    alps_inside = [m for (model, method, setting, _seed, _k), m in jobs.items()
+                   if model == "llama-3-8b-fp32" and setting.startswith("alps-")]
+    plain = [m for (model, method, setting, _seed, _k), m in jobs.items()
+             if model == "llama-3-8b-fp32" and method == "hassle-free" and not setting.startswith("alps-")]
+    assert alps_inside and plain and min(alps_inside) > 10 * max(plain)

@@ -126,6 +126,9 @@ def test_asu_mat_reads_X_and_Y(tmp_path):
     s = datasets.load("lung", tmp_path, seed=8)
     assert s.n_features == 12 and (len(s.y_train), len(s.y_valid), len(s.y_test)) == (32, 8, 10)
     assert set(np.unique(s.y_train)) == set(range(5)) and np.allclose(s.X_train.std(0), 1)
+    (row,) = run_experiment("trees.datasets", {"datasets": ["lung"], "data_dir": str(tmp_path), "synthetic": False},
+                            0).to_dict("records")  # the datasets table reads the same loader
+    assert (row["n"], row["n_train"], row["p"], row["classes"], row["budget_features"]) == (50, 32, 12, 5, 3)
     savemat(tmp_path / "asu" / "lung" / "lung.mat", {"data": X})
     with pytest.raises(ReproError, match="expected variables X and Y"):
         datasets.load("lung", tmp_path)
@@ -139,7 +142,11 @@ def test_every_full_input_is_a_fetch_rule_output_and_missing_files_name_the_rule
     names = tab2.params["full"]["datasets"]
     table = {f"{tab2.params['full']['data_dir']}/{f}": s.rule for s in datasets.DATASETS.values() for f in s.files}
     assert sorted(names) == sorted(datasets.DATASETS) and len(names) == 14
-    assert sorted(tab2.inputs["full"]) == sorted(table)
+    assert sorted(tab2.inputs_at("full")) == sorted(table)
+    for name in names:  # split per dataset (split_by): each part's job waits only for its own files
+        assert sorted(tab2.inputs_at("full", name)) == sorted(f"data/raw/{f}" for f in datasets.DATASETS[name].files)
+    assert m.experiments["tab_datasets"].inputs_at("full") == tab2.inputs_at("full")
+    assert m.experiments["tab_datasets"].params["full"]["datasets"] == names
     assert set(m.experiments["fig5"].inputs["full"]) <= set(table)
     rules = (ROOT / "workflow" / "rules" / "skinny.smk").read_text()
     assert re.search(r"for _src in SKINNY_DATASETS\.values\(\):", rules) and "_src.rule" in rules

@@ -18,6 +18,7 @@ TINY = {
                    "n_test": 50, "device": "cpu"},
     "trees.fig5": {"epochs": 3, "n_trees": 2, "depth": 2, "device": "cpu"},
     "trees.churn_selection": {},
+    "trees.datasets": {},
 }
 
 
@@ -71,12 +72,20 @@ def test_tab4_frequencies_cover_every_feature(rows):
     assert summary.n_features == feats.selected.sum()
 
 
-@pytest.mark.parametrize("eid", ["tab2", "fig5"])
+def test_datasets_table_counts_what_the_experiments_load(rows):
+    t = rows["trees.datasets"].set_index("dataset")
+    bc = t.loc["breast_cancer"]
+    assert (bc.n, bc.n_train + bc.n_valid + bc.n_test, bc.p, bc.classes, bc.budget_features) == (569, 569, 30, 2, 7)
+    syn = t.loc["synthetic rho=0.5 p=64 n=100"]  # tab4's smoke setting: 80/20 of n, then 2000 test rows
+    assert (syn.n_train, syn.n_valid, syn.n_test, syn.p) == (80, 20, 2000, 64) and syn.task == "regression"
+
+
+@pytest.mark.parametrize("eid", ["tab2", "fig5", "tab_datasets"])
 def test_full_params_are_accepted_and_a_missing_dataset_is_named(manifest, eid, tmp_path):
     """The full-scale params pass validation; without the fetched files the job stops before training, naming the
     file and its fetch rule."""
     params = {**manifest.experiments[eid].params["full"], "data_dir": str(tmp_path)}
     with pytest.raises(ReproError, match=r"churn\.tsv\.gz is missing.*snakemake skinny_fetch_churn"):
         run_experiment(manifest.experiments[eid].kind, params, 0)
-    listed = manifest.experiments[eid].inputs["full"]
+    listed = manifest.experiments[eid].inputs_at("full")
     assert "data/raw/pmlb/churn/churn.tsv.gz" in listed and "data/raw/pmlb/churn/metadata.yaml" in listed

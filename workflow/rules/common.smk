@@ -113,8 +113,7 @@ def cost_inputs(paper):
     files = set()
     for _stage, _job, bench, source in job_files("runs", run_metrics(MANIFESTS[paper], config)):
         files.update((str(bench), str(source)))
-    jobs = [(e, s) for e, _kind, s in experiment_jobs(MANIFESTS[paper], config)]
-    for _e, _s, bench, source in experiment_job_files("runs", paper, jobs):
+    for _job, bench, source in experiment_job_files("runs", paper, experiment_jobs(MANIFESTS[paper], config)):
         files.update((str(bench), str(source)))
     return sorted(files)
 

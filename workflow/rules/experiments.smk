@@ -2,14 +2,21 @@
 # per (paper, experiment, seed) runs the registered function with the scale's params and writes
 # its rows; one named target per experiment renders them as a table or figure
 # (e.g. `snakemake graphl0_tab1`). Resources come from the manifest's runtime_min / mem_mb / gpu;
-# its `inputs` (fetched data at full scale) become the job's inputs.
+# its `inputs` (fetched data at full scale) become the job's inputs. An experiment with `split_by`
+# runs one job per part and seed instead (experiment_part_run), so a long grid fits a cluster's
+# time limit and a failed part reruns alone.
 import math
 
-from reprise.papers.experiment_study import experiment_file, experiment_params, experiment_seeds
+from reprise.papers.experiment_study import PART_NAME, experiment_file, experiment_jobs, experiment_params
+from reprise.resources import experiment_runtime_min
 
 
 def _experiment(wc):
     return MANIFESTS[wc.paper].experiments[wc.experiment]
+
+
+def _part(wc):
+    return wc.get("part")  # None: an unsplit experiment's job
 
 
 def experiment_mem(wc, attempt):
@@ -22,13 +29,12 @@ def experiment_gpu(wc):
 
 
 def experiment_runtime(wc, attempt):
-    expected = _experiment(wc).runtime_at(SCALE)
-    return int(math.ceil((3 * expected + 10) * (1 + 0.5 * (attempt - 1))))
+    return experiment_runtime_min(_experiment(wc).runtime_at(SCALE), attempt)
 
 
 rule experiment_run:
     input:
-        lambda wc: _experiment(wc).inputs_at(SCALE),  # fetched data (manifest `inputs`); none at smoke
+        lambda wc: _experiment(wc).inputs_at(SCALE, _part(wc)),  # fetched data (manifest `inputs`); none at smoke
     output:
         provenance="runs/experiments/{paper}/{experiment}_s{seed}.json",
         rows="runs/experiments/{paper}/{experiment}_s{seed}.csv",
@@ -36,7 +42,7 @@ rule experiment_run:
         experiment=r"[A-Za-z0-9_-]+",
     params:
         kind=lambda wc: _experiment(wc).kind,
-        params=lambda wc: experiment_params(MANIFESTS[wc.paper], wc.experiment, config),
+        params=lambda wc: experiment_params(MANIFESTS[wc.paper], wc.experiment, config, _part(wc)),
     log:
         "logs/experiments/{paper}/{experiment}_s{seed}.log",
     benchmark:
@@ -52,10 +58,23 @@ rule experiment_run:
         "../scripts/experiment_run.py"
 
 
+use rule experiment_run as experiment_part_run with:
+    output:
+        provenance="runs/experiments/{paper}/{experiment}/{part}_s{seed}.json",
+        rows="runs/experiments/{paper}/{experiment}/{part}_s{seed}.csv",
+    wildcard_constraints:
+        experiment=r"[A-Za-z0-9_-]+",
+        part=PART_NAME,
+    log:
+        "logs/experiments/{paper}/{experiment}/{part}_s{seed}.log",
+    benchmark:
+        "runs/experiments/{paper}/benchmark/{experiment}/{part}_s{seed}.tsv"
+
+
 def experiment_inputs(paper, experiment):
-    manifest = MANIFESTS[paper]
-    job = manifest.experiments[experiment].job  # rows_from: another experiment's rows
-    return [str(experiment_file("runs", paper, job, s)) for s in experiment_seeds(manifest, experiment, config)]
+    """The rows files of every job ``experiment`` renders (rows_from: another experiment's jobs)."""
+    return [str(experiment_file("runs", paper, j.experiment, j.seed, j.part))
+            for j in experiment_jobs(MANIFESTS[paper], config, only=experiment)]
 
 
 def experiment_targets(paper):

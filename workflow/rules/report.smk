@@ -28,8 +28,8 @@ def _paper_inputs(wc):
     files = set()
     for target in targets(MANIFESTS[wc.paper]):
         files.update(target_inputs(wc.paper, target))
-    for experiment, _kind, seed in experiment_jobs(MANIFESTS[wc.paper], config):  # the checks read their rows
-        files.add(str(experiment_file("runs", wc.paper, experiment, seed)))
+    for j in experiment_jobs(MANIFESTS[wc.paper], config):  # the checks read their rows
+        files.add(str(experiment_file("runs", wc.paper, j.experiment, j.seed, j.part)))
     return sorted(files)
 
 

@@ -32,6 +32,7 @@ Measured time: none (no data here); the expected minutes per job are the manifes
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -46,6 +47,8 @@ from reprise.mtl import experiments as _ex
 from reprise.mtl._core import multitask_rmse
 from reprise.mtl.data import MultiTaskData
 from reprise.mtl.real import (breast_cancer_replicate, fscv_replicate, load_breast_cancer, load_fscv)
+
+log = logging.getLogger(__name__)
 
 FSCV_PATH = "data/raw/osf-smtl/fscv.zip"
 BCANCER_PATH = "data/raw/osf-smtl/breast_cancer.zip"
@@ -155,8 +158,8 @@ def fscv_rmse(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
             s = min(prm["s"], data.Xs[0].shape[1] - 1)   # the script drops rho >= p
             rows += _fit_rows(data, prm["methods"], s, prm, seed, n_k=n_k, col_sub=col_sub,
                               p=data.Xs[0].shape[1], dataset="FSCV (osf.io/tb8fx)")
-            print(f"fscv_rmse seed {seed}: n_k={n_k} col_sub={col_sub} done in {time.perf_counter() - t0:.0f} s",
-                  flush=True)
+            log.info("fscv_rmse seed %d: n_k=%d col_sub=%d done in %.0f s", seed, n_k, col_sub,
+                     time.perf_counter() - t0)
     return pd.DataFrame(rows)
 
 
@@ -180,8 +183,8 @@ def bcancer_rmse(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
                 rows += _fit_rows(data, prm["methods"], s, prm, seed, K=K, p=p, s_max=s,
                                   test_study=data.info["test_study"],
                                   dataset="breast cancer (curatedBreastData, osf.io/k6ynp)")
-                print(f"bcancer_rmse seed {seed}: K={K} p={p} s={s} done in {time.perf_counter() - t0:.0f} s",
-                      flush=True)
+                log.info("bcancer_rmse seed %d: K=%d p=%d s=%d done in %.0f s", seed, K, p, s,
+                         time.perf_counter() - t0)
     return pd.DataFrame(rows)
 
 

@@ -106,21 +106,22 @@ def job_costs(runs_dir: str | Path, needs: RunMetrics) -> list[dict[str, Any]]:
 EXPERIMENT = "experiment"
 
 
-def experiment_job_files(runs_dir: str | Path, paper: str, jobs: Iterable[tuple[str, int]]) -> list[tuple[str, int, Path, Path]]:
-    """(experiment, seed, benchmark file, provenance file) of a paper's experiment jobs."""
+def experiment_job_files(runs_dir: str | Path, paper: str, jobs: Iterable) -> list[tuple[Any, Path, Path]]:
+    """(job, benchmark file, provenance file) of a paper's experiment jobs
+    (:class:`reprise.papers.experiment_study.ExperimentJob`)."""
     base = Path(runs_dir) / "experiments" / paper
-    return [(e, int(s), base / "benchmark" / f"{e}_s{s}.tsv", base / f"{e}_s{s}.json") for e, s in jobs]
+    return [(j, base / "benchmark" / f"{j.stem}.tsv", base / f"{j.stem}.json") for j in jobs]
 
 
-def experiment_job_costs(runs_dir: str | Path, paper: str, jobs: Iterable[tuple[str, str, int]]) -> list[dict[str, Any]]:
-    """One row per experiment job (JOB_COLUMNS): ``jobs`` lists (experiment, kind, seed)."""
-    kinds = {(e, int(s)): k for e, k, s in jobs}
+def experiment_job_costs(runs_dir: str | Path, paper: str, jobs: Iterable) -> list[dict[str, Any]]:
+    """One row per experiment job (JOB_COLUMNS); a split experiment's part is its ``setting``."""
     rows = []
-    for e, seed, bench, source in experiment_job_files(runs_dir, paper, [(e, s) for e, _k, s in jobs]):
+    for j, bench, source in experiment_job_files(runs_dir, paper, jobs):
         prov = _provenance(source) if source.is_file() else {}
         usage = prov.get("usage") or {}
-        rows.append({"stage": EXPERIMENT, "job": e, "model": "-", "method": kinds[(e, seed)], "setting": e,
-                     "seed": seed, **_read_benchmark(bench), "peak_rss_mb": usage.get("peak_rss_mb"),
+        rows.append({"stage": EXPERIMENT, "job": j.experiment, "model": "-", "method": j.kind,
+                     "setting": j.experiment if j.part is None else f"{j.experiment}/{j.part}",
+                     "seed": j.seed, **_read_benchmark(bench), "peak_rss_mb": usage.get("peak_rss_mb"),
                      "peak_gpu_mb": usage.get("peak_gpu_mb"), "solve_s": None, "device": _device(prov),
                      "slurm_job_id": (prov.get("slurm") or {}).get("job_id")})
     return rows
@@ -192,9 +193,9 @@ def plot_costs(groups: list[dict[str, Any]], out_png: Path, title: str) -> None:
 
 
 def write_costs(runs_dir: str | Path, needs: RunMetrics, out_dir: str | Path, scale: str,
-                paper: str, experiments: Iterable[tuple[str, str, int]] = ()) -> list[dict[str, Any]]:
+                paper: str, experiments: Iterable = ()) -> list[dict[str, Any]]:
     """``cost.csv`` (grouped), ``cost_jobs.csv`` (per job) and ``cost.png`` in ``out_dir``;
-    ``experiments`` lists the paper's experiment jobs as (experiment, kind, seed)."""
+    ``experiments`` lists the paper's experiment jobs (``experiment_study.experiment_jobs``)."""
     out_dir = Path(out_dir)
     jobs = job_costs(runs_dir, needs) + experiment_job_costs(runs_dir, paper, experiments)
     groups = group_costs(jobs)

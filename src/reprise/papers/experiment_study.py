@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from reprise.io import ReproError, atomic_path
 from reprise.papers.manifest import Check, Manifest
@@ -36,15 +36,63 @@ def runs_at(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> bool:
     return _params_key(manifest, experiment, scale_cfg) is not None
 
 
-def experiment_params(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> dict[str, Any]:
-    """The params of ``experiment`` at this scale (``params.<scale>``; mini falls back to full)."""
+def experiment_params(manifest: Manifest, experiment: str, scale_cfg: Mapping,
+                      part: str | None = None) -> dict[str, Any]:
+    """The params of ``experiment`` at this scale (``params.<scale>``; mini falls back to full); for
+    one ``part`` of a split experiment, its ``split_by`` lists cut down to that part's values."""
     key = _params_key(manifest, experiment, scale_cfg)
     if key is None:
         scale = scale_name(scale_cfg)
         ran = ", ".join(manifest.experiments[experiment].params) or "none"
         raise ReproError(f"{manifest.path}: experiments.{experiment} does not run at scale '{scale}' (params for: "
                          f"{ran}); run it with --configfile config/scales/<one of those>.yaml, or add params.{scale}")
-    return dict(manifest.experiments[experiment].params[key])
+    params = dict(manifest.experiments[experiment].params[key])
+    if part is None:
+        return params
+    parts = _split_parts(manifest, experiment, params)
+    if part not in parts:
+        raise ReproError(f"{manifest.path}: experiments.{experiment} has no part {part!r} at scale "
+                         f"'{scale_name(scale_cfg)}' (its parts: {', '.join(parts) or 'none, it is not split'})")
+    return {**params, **{k: [v] for k, v in parts[part].items()}}
+
+
+PART_NAME = r"[A-Za-z0-9.+-]+(?:_[A-Za-z0-9.+-]+)*"  # a part's file-name stem (rows: <part>_s<seed>.csv)
+
+
+def _split_parts(manifest: Manifest, experiment: str, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """part name -> {param: value} of a ``split_by`` experiment: one part per combination of the
+    listed params' values (their cartesian product, in order); {} when the scale's params do not
+    name every one of them (e.g. smoke's defaults), so the experiment runs as one job."""
+    import itertools
+    import re
+
+    spec = manifest.experiments[manifest.experiments[experiment].job]
+    if not spec.split_by or not all(k in params for k in spec.split_by):
+        return {}
+    values = []
+    for k in spec.split_by:
+        v = params[k]
+        if not isinstance(v, list) or not v:
+            raise ReproError(f"{manifest.path}: experiments.{spec.id}.split_by names {k!r}, whose value {v!r} is not a "
+                             f"non-empty list; list its values, or drop {k} from split_by")
+        values.append(v)
+    parts: dict[str, dict[str, Any]] = {}
+    for combo in itertools.product(*values):
+        name = "-".join(str(v) for v in combo)
+        if not re.fullmatch(PART_NAME, name) or name in parts:
+            raise ReproError(f"{manifest.path}: experiments.{spec.id}: split_by values {combo} make the part name "
+                             f"{name!r}, which is {'taken' if name in parts else 'not a plain file name'}; "
+                             "split by params whose values are distinct names or numbers")
+        parts[name] = dict(zip(spec.split_by, combo))
+    return parts
+
+
+def experiment_parts(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> list[str | None]:
+    """The parts each seed of ``experiment`` runs as (``[None]``: one job per seed)."""
+    if not runs_at(manifest, experiment, scale_cfg):
+        return [None]
+    job = manifest.experiments[experiment].job
+    return list(_split_parts(manifest, job, experiment_params(manifest, job, scale_cfg))) or [None]
 
 
 def experiment_seeds(manifest: Manifest, experiment: str, scale_cfg: Mapping) -> list[int]:
@@ -53,15 +101,37 @@ def experiment_seeds(manifest: Manifest, experiment: str, scale_cfg: Mapping) ->
     return list(own) if own is not None else paper_seeds(manifest, scale_cfg)
 
 
-def experiment_jobs(manifest: Manifest, scale_cfg: Mapping) -> list[tuple[str, str, int]]:
-    """(experiment, kind, seed) of every experiment job of the paper at this scale."""
-    return [(eid, spec.kind, s) for eid, spec in manifest.experiments.items()
-            if not spec.rows_from and runs_at(manifest, eid, scale_cfg) for s in experiment_seeds(manifest, eid, scale_cfg)]
+class ExperimentJob(NamedTuple):
+    """One experiment job: a seed of an experiment, or one part of a seed of a split one."""
+
+    experiment: str
+    kind: str
+    seed: int
+    part: str | None = None
+
+    @property
+    def stem(self) -> str:
+        """``<experiment>_s<seed>``, or ``<experiment>/<part>_s<seed>`` for a part: its files' names."""
+        return job_stem(self.experiment, self.seed, self.part)
 
 
-def experiment_file(runs_dir: str | Path, paper: str, experiment: str, seed: int) -> Path:
-    """``runs/experiments/<paper>/<experiment>_s<seed>.csv``: one seed's rows of an experiment."""
-    return Path(runs_dir) / "experiments" / paper / f"{experiment}_s{seed}.csv"
+def job_stem(experiment: str, seed: int, part: str | None = None) -> str:
+    return f"{experiment}_s{seed}" if part is None else f"{experiment}/{part}_s{seed}"
+
+
+def experiment_jobs(manifest: Manifest, scale_cfg: Mapping, only: str | None = None) -> list[ExperimentJob]:
+    """Every experiment job of the paper at this scale (of experiment ``only`` and what it reads its
+    rows from, when given): per seed, and per part where ``split_by`` splits it."""
+    ids = [manifest.experiments[only].job] if only else list(manifest.experiments)
+    return [ExperimentJob(eid, manifest.experiments[eid].kind, s, part) for eid in ids
+            if not manifest.experiments[eid].rows_from and runs_at(manifest, eid, scale_cfg)
+            for s in experiment_seeds(manifest, eid, scale_cfg) for part in experiment_parts(manifest, eid, scale_cfg)]
+
+
+def experiment_file(runs_dir: str | Path, paper: str, experiment: str, seed: int, part: str | None = None) -> Path:
+    """``runs/experiments/<paper>/<experiment>_s<seed>.csv``: one seed's rows of an experiment
+    (``<experiment>/<part>_s<seed>.csv``: one part's)."""
+    return Path(runs_dir) / "experiments" / paper / f"{job_stem(experiment, seed, part)}.csv"
 
 
 def read_rows(files: Iterable[str | Path]):
@@ -135,6 +205,10 @@ def experiment_caption(manifest: Manifest, experiment: str, scale_cfg: Mapping) 
     parts = [spec.caption.rstrip(". ") + ".",
              f"Regenerated at scale '{scale_name(scale_cfg)}' with seed{'s' if len(seeds) > 1 else ''} "
              f"{seed_ranges(seeds)} ({spec.kind}: {shown})."]
+    split = [p for p in experiment_parts(manifest, experiment, scale_cfg) if p is not None]
+    if split:
+        by = ", ".join(manifest.experiments[spec.job].split_by)
+        parts.append(f"Each seed ran as {len(split)} jobs, one per value of {by}.")
     return " ".join(parts + caption_tail(manifest, scale_cfg))
 
 
@@ -142,8 +216,9 @@ def summary_frame(manifest: Manifest, experiment: str, rows):
     """(index columns, value columns, grouped frame with ``<v>``, ``<v>_std``, ``n``) of a table view."""
     spec = manifest.experiments[experiment]
     _need(rows, [*spec.index, *spec.values], f"experiments.{experiment}")
-    if COUNT in (*spec.index, *spec.values):
-        raise ReproError(f"experiments.{experiment}: {COUNT!r} is the table's count column; rename that column")
+    for taken, what in ((COUNT, "count"), ("scale", "scale-label")):
+        if taken in (*spec.index, *spec.values):
+            raise ReproError(f"experiments.{experiment}: {taken!r} is the table's {what} column; rename that column")
     index = list(spec.index)
     agg = {}
     for v in spec.values:
@@ -304,8 +379,8 @@ def check_results(manifest: Manifest, scale_cfg: Mapping, runs_dir: str | Path) 
             out.append(CheckResult(c, None, 0, NOT_REGENERATED, f"experiment {c.experiment} does not run at scale "
                                                                  f"'{scale}'"))
             continue
-        files = [experiment_file(runs_dir, manifest.paper, manifest.experiments[c.experiment].job, s)
-                 for s in experiment_seeds(manifest, c.experiment, scale_cfg)]
+        files = [experiment_file(runs_dir, manifest.paper, j.experiment, j.seed, j.part)
+                 for j in experiment_jobs(manifest, scale_cfg, only=c.experiment)]
         files = [f for f in files if f.is_file()]
         if not files:
             out.append(CheckResult(c, None, 0, MISSING, "the experiment's rows are not there yet"))

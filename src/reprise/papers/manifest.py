@@ -140,7 +140,9 @@ class Experiment:
     where: Mapping[str, Any] = field(default_factory=dict)  # row filter: column -> value or list of values
     final: str | None = None  # keep only the rows at this column's largest value (e.g. the last iteration)
     gpu: Mapping[str, int] = field(default_factory=dict)  # scale -> GPUs per job (0 or 1; none: CPU)
-    inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # scale -> files the job reads (fetched data)
+    # scale -> files the job reads (fetched data); for a split experiment, optionally part -> files
+    inputs: Mapping[str, tuple[str, ...] | Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    split_by: tuple[str, ...] = ()  # list params whose values each get a job of their own (per seed)
 
     @staticmethod
     def _at(mapping: Mapping[str, Any], scale: str, default: Any) -> Any:
@@ -153,8 +155,18 @@ class Experiment:
     def gpus_at(self, scale: str) -> int:
         return int(self._at(self.gpu, scale, 0))
 
-    def inputs_at(self, scale: str) -> tuple[str, ...]:
-        return tuple(self._at(self.inputs, scale, ()))
+    def inputs_at(self, scale: str, part: str | None = None) -> tuple[str, ...]:
+        """The files a job at this scale reads: for a split experiment whose inputs name files per
+        part, that part's (``part=None``: every part's)."""
+        files = self._at(self.inputs, scale, ())
+        if not isinstance(files, Mapping):
+            return tuple(files)
+        if part is None:
+            return tuple(dict.fromkeys(f for fs in files.values() for f in fs))
+        if part not in files:
+            raise ReproError(f"experiments.{self.id}.inputs.{scale} names no files for part {part!r} (it has "
+                             f"{', '.join(files)}); add {part}: [files] or list the files for every part")
+        return tuple(files[part])
 
     def runtime_at(self, scale: str) -> float:
         """Expected minutes per job (10 when the manifest gives none)."""
@@ -551,10 +563,16 @@ def _experiments(path: Path, m: dict, taken: set[str]) -> dict[str, Experiment]:
             seeds=_experiment_seeds(e.get("seeds")), notes=_notes(e.get("notes")),
             rows_from=e.get("rows_from"), where=MappingProxyType(dict(e.get("where") or {})), final=e.get("final"),
             gpu=MappingProxyType({k: int(v) for k, v in (e.get("gpu") or {}).items()}),
-            inputs=MappingProxyType({k: tuple(v) for k, v in (e.get("inputs") or {}).items()}))
-        if e.get("rows_from") and (e.get("gpu") or e.get("inputs")):
-            raise _fail(path, where, "an experiment with rows_from has no job, so no gpu or inputs",
-                        f"move gpu/inputs to experiments.{e['rows_from']}")
+            inputs=MappingProxyType({k: (MappingProxyType({p: tuple(f) for p, f in v.items()}) if isinstance(v, dict)
+                                         else tuple(v)) for k, v in (e.get("inputs") or {}).items()}),
+            split_by=(e["split_by"],) if isinstance(e.get("split_by"), str) else tuple(e.get("split_by") or ()))
+        if e.get("rows_from") and (e.get("gpu") or e.get("inputs") or e.get("split_by")):
+            raise _fail(path, where, "an experiment with rows_from has no job, so no gpu, inputs or split_by",
+                        f"move them to experiments.{e['rows_from']}")
+        per_part = [k for k, v in (e.get("inputs") or {}).items() if isinstance(v, dict)]
+        if per_part and not e.get("split_by"):
+            raise _fail(path, f"{where}.inputs.{per_part[0]}", "files per part need split_by",
+                        "give split_by, or list the files")
     for eid, spec in out.items():
         src = out.get(spec.rows_from) if spec.rows_from else spec
         if src is None or src.rows_from:

@@ -1,7 +1,11 @@
-"""Skinny Trees (arXiv 2310.18542) experiments ``trees.tab2``, ``trees.churn_selection``, ``trees.tab4`` and
-``trees.fig5`` (specs/other-papers.md §1.9, smoke versions §1.11). Each is ``fn(params, seed) -> DataFrame``
+"""Skinny Trees (arXiv 2310.18542) experiments ``trees.datasets``, ``trees.tab2``, ``trees.churn_selection``,
+``trees.tab4`` and ``trees.fig5`` (specs/other-papers.md §1.9, smoke versions §1.11). Each is ``fn(params, seed) -> DataFrame``
 (:mod:`reprise.experiments`); tab3 renders tab2's rows and fig6 tab4's (``rows_from``).
 
+- ``trees.datasets`` — the datasets table (§1.9 item 1): one row per set as loaded (``dataset, task, source, n,
+  n_train, n_valid, n_test, p`` after preprocessing, ``classes``, ``budget_features`` at ``budget=0.25``), then one
+  per synthetic (ρ, p, n) setting (no classes or budget; its params as tab4's). Params (defaults = smoke)
+  ``datasets=["breast_cancer"]``, ``data_dir``, ``split_seed=8``, ``synthetic=true``. No training; well under 1 s.
 - ``trees.tab2`` — feature selection at a 25 % budget per dataset. Rows (column ``method``): ``search`` (one per
   dataset: ``n_trials``, ``trials_within_budget``, ``budget_features`` and the selected
   configuration), ``skinny_trees`` (the selected configuration re-trained ``reruns`` times, ``rerun`` =
@@ -193,6 +197,59 @@ def churn_selection(given: Mapping[str, Any], seed: int):
     return pd.DataFrame(rows)
 
 
+# the synthetic settings (§1.6 generator) of tab4 and of the datasets table; defaults = smoke
+_SYNTHETIC = {"rho": ([0.5], list_of(real(0, high=0.99))), "p": ([64], list_of(integer(2))),
+              "n_train": ([100], list_of(integer(10))), "k": (4, integer(1)), "n_test": (2000, integer(1)),
+              "noise": (0.5, real(0))}
+
+
+def _synthetic_settings(name: str, P) -> list[tuple[float, int]]:
+    if len(P["rho"]) != len(P["p"]):
+        raise ReproError(f"{name}: params['rho'] and params['p'] are zipped into settings, so they need the same "
+                         f"length (got {len(P['rho'])} and {len(P['p'])})")
+    return list(zip(P["rho"], P["p"]))
+
+
+@experiment("trees.datasets")
+def datasets_table(given: Mapping[str, Any], seed: int):
+    """§1.9 item 1: rows, features and classes of each set as the experiments load it (after imputation and
+    one-hot encoding, split 64/16/20), its 25 % feature budget, and the synthetic settings."""
+    import pandas as pd
+
+    from reprise.trees.datasets import DATASETS, synthetic_regression
+    from reprise.trees.tuning import budget_count
+
+    name = "trees.datasets"
+    check_seed(name, seed)
+    P = params(name, given, {
+        "datasets": (["breast_cancer"], list_of(_dataset)), "data_dir": ("data/raw", _name),
+        "split_seed": (8, integer(0)), "budget": (0.25, real(0, strict=True, high=1)), **_SYNTHETIC,
+        "synthetic": (True, boolean),
+    })
+    require_datasets(P["datasets"], P["data_dir"])
+    rows = []
+
+    def row(dataset, task, source, split, classes):
+        n = (len(split.y_train), len(split.y_valid), len(split.y_test))
+        budget = budget_count(P["budget"], split.n_features, f"{name}: params['budget']") if classes else math.nan
+        return {"dataset": dataset, "task": task, "source": source, "n": sum(n), "n_train": n[0], "n_valid": n[1],
+                "n_test": n[2], "p": split.n_features, "classes": classes if classes else math.nan,
+                "budget_features": budget}  # the synthetic study selects by validation MSE, without a budget
+
+    for ds in P["datasets"]:
+        split = load_dataset(ds, P["data_dir"], P["split_seed"])
+        y = np.concatenate([split.y_train, split.y_valid, split.y_test])
+        kind = "scikit-learn (bundled)" if ds == "breast_cancer" else DATASETS[ds].kind
+        rows.append(row(ds, "classification", kind, split, int(len(np.unique(y)))))
+    if P["synthetic"]:
+        for rho, p in _synthetic_settings(name, P):
+            for n in P["n_train"]:
+                split, _support = synthetic_regression(p, P["k"], n, P["n_test"], rho, P["noise"], seed=1)
+                rows.append(row(f"synthetic rho={rho} p={p} n={n}", "regression", f"§1.6 generator, k={P['k']}",
+                                split, 0))
+    return pd.DataFrame(rows)
+
+
 @experiment("trees.tab4")
 def tab4(given: Mapping[str, Any], seed: int):
     import pandas as pd
@@ -204,17 +261,12 @@ def tab4(given: Mapping[str, Any], seed: int):
     name = "trees.tab4"
     seed = check_seed(name, seed)
     P = params(name, given, {
-        "rho": ([0.5], list_of(real(0, high=0.99))), "p": ([64], list_of(integer(2))),
-        "n_train": ([100], list_of(integer(10))), "k": (4, integer(1)), "n_test": (2000, integer(1)),
-        "noise": (0.5, real(0)), "data_seeds": ([1, 2, 3], list_of(integer(0))), "n_trials": (5, integer(1)),
+        **_SYNTHETIC, "data_seeds": ([1, 2, 3], list_of(integer(0))), "n_trials": (5, integer(1)),
         "max_trees": (10, integer(1)), "max_depth": (3, integer(1)), "max_epochs": (100, integer(5)),
         "device": ("auto", _device),
     })
-    if len(P["rho"]) != len(P["p"]):
-        raise ReproError(f"{name}: params['rho'] and params['p'] are zipped into settings, so they need the same "
-                         f"length (got {len(P['rho'])} and {len(P['p'])})")
     rows = []
-    for rho, p in zip(P["rho"], P["p"]):
+    for rho, p in _synthetic_settings(name, P):
         for n in P["n_train"]:
             for ds in P["data_seeds"]:
                 split, support = synthetic_regression(p, P["k"], n, P["n_test"], rho, P["noise"], ds)
