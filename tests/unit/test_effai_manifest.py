@@ -54,10 +54,11 @@ def test_public_tables_share_the_osscar_and_quantease_runs_at_smoke():
     for method, setting in ms["effai"].settings:  # same name, same config: the run directory is shared
         method_config(list(ms.values()), method, setting)
     slices = run_blocks(ms.values(), SMOKE)  # one block slice per shared run (raises otherwise)
-    # each public-model table has rows at smoke and takes its runs' slice: pruning every block, quantization 0-7
+    # each public-model table has rows at smoke and takes its runs' slice: pruning every block, quantization
+    # driver.blocks
     prune = {c.run for c in plan(ms["effai"], SMOKE, "pub_prune") if c.run[1] != "dense"}
     quant = {c.run for c in plan(ms["effai"], SMOKE, "pub_quant") if c.run[1] != "dense"}
-    assert prune and quant and {slices[r] for r in prune} == {None} and {str(slices[r]) for r in quant} == {"[0, 8]"}
+    assert prune and quant and {slices[r] for r in prune} == {None} and {str(slices[r]) for r in quant} == {str(SMOKE["driver"]["blocks"])}
     # a table that took another slice than the runs' owners would be an error naming both
     clash = {**SMOKE, "papers": {**SMOKE["papers"], "effai": {**SMOKE["papers"]["effai"], "blocks": "all"}}}
     with pytest.raises(ReproError, match="effai_pub_quant .* quantease_"):
