@@ -116,6 +116,11 @@ def experiment_runtime_min(expected_min: float, attempt: int = 1) -> int:
     return _request(expected_min, attempt)
 
 
+def experiment_mem_mb(mem_mb: float, attempt: int = 1) -> int:
+    """The --mem of an experiment job: its manifest's mem_mb, grown on each retry."""
+    return int(math.ceil(mem_mb * _retry(attempt)))
+
+
 def compress_expected_min(shape: Shape, n_seq: int, seqlen: int, method: str = "gptq", gpu: bool = True,
                           threads: int = 1, config: Any = None) -> float:
     """Expected minutes: two forward passes over the calibration tokens, the Grams, the per-layer solves."""

@@ -12,7 +12,7 @@ from reprise.llm.models import load_model_registry
 from reprise.metrics import eval_stem, ppl_metric
 from reprise.papers import DENSE, load_manifest, method_config, plan, required_metrics, targets
 from reprise.papers.cost import benchmark_file, experiment_job_files, job_files
-from reprise.papers.experiment_study import experiment_file, experiment_jobs, runs_at
+from reprise.papers.experiment_study import experiment_jobs, runs_at
 from reprise.papers.plan import run_blocks, run_calibrations, run_metrics
 from reprise.resources import (ZEROSHOT_TOKENS, Shape, compress_mem_mb, compress_runtime_min, eval_mem_mb,
                                eval_runtime_min, eval_tokens, layer_study_mem_mb, layer_study_runtime_min, speed_mem_mb,

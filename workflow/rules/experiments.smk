@@ -5,10 +5,8 @@
 # its `inputs` (fetched data at full scale) become the job's inputs. An experiment with `split_by`
 # runs one job per part and seed instead (experiment_part_run), so a long grid fits a cluster's
 # time limit and a failed part reruns alone.
-import math
-
-from reprise.papers.experiment_study import PART_NAME, experiment_file, experiment_jobs, experiment_params
-from reprise.resources import experiment_runtime_min
+from reprise.papers.experiment_study import PART_NAME, experiment_jobs, experiment_params
+from reprise.resources import experiment_mem_mb, experiment_runtime_min
 
 
 def _experiment(wc):
@@ -20,7 +18,7 @@ def _part(wc):
 
 
 def experiment_mem(wc, attempt):
-    return int(math.ceil(_experiment(wc).mem_at(SCALE) * (1 + 0.5 * (attempt - 1))))
+    return experiment_mem_mb(_experiment(wc).mem_at(SCALE), attempt)
 
 
 def experiment_gpu(wc):
@@ -73,8 +71,7 @@ use rule experiment_run as experiment_part_run with:
 
 def experiment_inputs(paper, experiment):
     """The rows files of every job ``experiment`` renders (rows_from: another experiment's jobs)."""
-    return [str(experiment_file("runs", paper, j.experiment, j.seed, j.part))
-            for j in experiment_jobs(MANIFESTS[paper], config, only=experiment)]
+    return [str(j.rows_file("runs", paper)) for j in experiment_jobs(MANIFESTS[paper], config, only=experiment)]
 
 
 def experiment_targets(paper):

@@ -29,7 +29,7 @@ def _paper_inputs(wc):
     for target in targets(MANIFESTS[wc.paper]):
         files.update(target_inputs(wc.paper, target))
     for j in experiment_jobs(MANIFESTS[wc.paper], config):  # the checks read their rows
-        files.add(str(experiment_file("runs", wc.paper, j.experiment, j.seed, j.part)))
+        files.add(str(j.rows_file("runs", wc.paper)))
     return sorted(files)
 
 

@@ -120,7 +120,7 @@ def experiment_job_costs(runs_dir: str | Path, paper: str, jobs: Iterable) -> li
         prov = _provenance(source) if source.is_file() else {}
         usage = prov.get("usage") or {}
         rows.append({"stage": EXPERIMENT, "job": j.experiment, "model": "-", "method": j.kind,
-                     "setting": j.experiment if j.part is None else f"{j.experiment}/{j.part}",
+                     "setting": j.name,
                      "seed": j.seed, **_read_benchmark(bench), "peak_rss_mb": usage.get("peak_rss_mb"),
                      "peak_gpu_mb": usage.get("peak_gpu_mb"), "solve_s": None, "device": _device(prov),
                      "slurm_job_id": (prov.get("slurm") or {}).get("job_id")})

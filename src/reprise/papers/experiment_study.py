@@ -9,7 +9,9 @@ solves anything: the rows come from ``reprise.experiments`` functions, run by th
 """
 from __future__ import annotations
 
+import itertools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
@@ -63,9 +65,6 @@ def _split_parts(manifest: Manifest, experiment: str, params: Mapping[str, Any])
     """part name -> {param: value} of a ``split_by`` experiment: one part per combination of the
     listed params' values (their cartesian product, in order); {} when the scale's params do not
     name every one of them (e.g. smoke's defaults), so the experiment runs as one job."""
-    import itertools
-    import re
-
     spec = manifest.experiments[manifest.experiments[experiment].job]
     if not spec.split_by or not all(k in params for k in spec.split_by):
         return {}
@@ -110,9 +109,18 @@ class ExperimentJob(NamedTuple):
     part: str | None = None
 
     @property
+    def name(self) -> str:
+        """``<experiment>``, or ``<experiment>/<part>`` for a part (the cost table's setting)."""
+        return self.experiment if self.part is None else f"{self.experiment}/{self.part}"
+
+    @property
     def stem(self) -> str:
-        """``<experiment>_s<seed>``, or ``<experiment>/<part>_s<seed>`` for a part: its files' names."""
+        """``<name>_s<seed>``: its files' names."""
         return job_stem(self.experiment, self.seed, self.part)
+
+    def rows_file(self, runs_dir: str | Path, paper: str) -> Path:
+        """The CSV its rows go to (:func:`experiment_file`)."""
+        return experiment_file(runs_dir, paper, self.experiment, self.seed, self.part)
 
 
 def job_stem(experiment: str, seed: int, part: str | None = None) -> str:
@@ -123,9 +131,14 @@ def experiment_jobs(manifest: Manifest, scale_cfg: Mapping, only: str | None = N
     """Every experiment job of the paper at this scale (of experiment ``only`` and what it reads its
     rows from, when given): per seed, and per part where ``split_by`` splits it."""
     ids = [manifest.experiments[only].job] if only else list(manifest.experiments)
-    return [ExperimentJob(eid, manifest.experiments[eid].kind, s, part) for eid in ids
-            if not manifest.experiments[eid].rows_from and runs_at(manifest, eid, scale_cfg)
-            for s in experiment_seeds(manifest, eid, scale_cfg) for part in experiment_parts(manifest, eid, scale_cfg)]
+    jobs = []
+    for eid in ids:
+        if manifest.experiments[eid].rows_from or not runs_at(manifest, eid, scale_cfg):
+            continue
+        parts = experiment_parts(manifest, eid, scale_cfg)  # once per experiment, not per seed
+        jobs += [ExperimentJob(eid, manifest.experiments[eid].kind, s, part)
+                 for s in experiment_seeds(manifest, eid, scale_cfg) for part in parts]
+    return jobs
 
 
 def experiment_file(runs_dir: str | Path, paper: str, experiment: str, seed: int, part: str | None = None) -> Path:
@@ -379,8 +392,7 @@ def check_results(manifest: Manifest, scale_cfg: Mapping, runs_dir: str | Path) 
             out.append(CheckResult(c, None, 0, NOT_REGENERATED, f"experiment {c.experiment} does not run at scale "
                                                                  f"'{scale}'"))
             continue
-        files = [experiment_file(runs_dir, manifest.paper, j.experiment, j.seed, j.part)
-                 for j in experiment_jobs(manifest, scale_cfg, only=c.experiment)]
+        files = [j.rows_file(runs_dir, manifest.paper) for j in experiment_jobs(manifest, scale_cfg, only=c.experiment)]
         files = [f for f in files if f.is_file()]
         if not files:
             out.append(CheckResult(c, None, 0, MISSING, "the experiment's rows are not there yet"))

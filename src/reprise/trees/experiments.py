@@ -229,24 +229,26 @@ def datasets_table(given: Mapping[str, Any], seed: int):
     require_datasets(P["datasets"], P["data_dir"])
     rows = []
 
-    def row(dataset, task, source, split, classes):
+    def row(dataset, source, split, classes=None):
+        """A classification set's row (``classes`` given) or a synthetic regression setting's, which has
+        neither classes nor a budget: that study selects by validation MSE."""
         n = (len(split.y_train), len(split.y_valid), len(split.y_test))
-        budget = budget_count(P["budget"], split.n_features, f"{name}: params['budget']") if classes else math.nan
-        return {"dataset": dataset, "task": task, "source": source, "n": sum(n), "n_train": n[0], "n_valid": n[1],
-                "n_test": n[2], "p": split.n_features, "classes": classes if classes else math.nan,
-                "budget_features": budget}  # the synthetic study selects by validation MSE, without a budget
+        budget = math.nan if classes is None else budget_count(P["budget"], split.n_features,
+                                                               f"{name}: params['budget']")
+        return {"dataset": dataset, "task": "regression" if classes is None else "classification", "source": source,
+                "n": sum(n), "n_train": n[0], "n_valid": n[1], "n_test": n[2], "p": split.n_features,
+                "classes": math.nan if classes is None else classes, "budget_features": budget}
 
     for ds in P["datasets"]:
         split = load_dataset(ds, P["data_dir"], P["split_seed"])
         y = np.concatenate([split.y_train, split.y_valid, split.y_test])
         kind = "scikit-learn (bundled)" if ds == "breast_cancer" else DATASETS[ds].kind
-        rows.append(row(ds, "classification", kind, split, int(len(np.unique(y)))))
+        rows.append(row(ds, kind, split, int(len(np.unique(y)))))
     if P["synthetic"]:
         for rho, p in _synthetic_settings(name, P):
             for n in P["n_train"]:
                 split, _support = synthetic_regression(p, P["k"], n, P["n_test"], rho, P["noise"], seed=1)
-                rows.append(row(f"synthetic rho={rho} p={p} n={n}", "regression", f"§1.6 generator, k={P['k']}",
-                                split, 0))
+                rows.append(row(f"synthetic rho={rho} p={p} n={n}", f"§1.6 generator, k={P['k']}", split))
     return pd.DataFrame(rows)
 
 
