@@ -35,7 +35,7 @@ test: install
 # their own (tests/slurm/cluster.py), run a smoke slice locally and through workflow/profiles/slurm,
 # and stop it again. -rA prints the SLURM job ids and states.
 test-slurm: install
-	REPRISE_LIVE_SLURM=1 $(BIN)/python -m pytest -rA tests/slurm
+	REPRISE_LIVE_SLURM=1 $(BIN)/python -m pytest -rA -p no:cacheprovider tests/slurm
 
 test-fast: install
 	$(BIN)/python -m pytest -rs -m "not slow and not workflow" tests --ignore=tests/slurm

@@ -62,8 +62,8 @@ def smollm2_dir(request, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture
 def in_ci() -> bool:
+    """Whether this is a CI run (CI=true), where every check must run and a skip is a failure."""
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -73,7 +73,7 @@ def pytest_runtest_makereport(item, call):
     """Under CI a skip is a failure: CI can run every check, so nothing may silently not run."""
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and not hasattr(report, "wasxfail") and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if report.skipped and not hasattr(report, "wasxfail") and in_ci():
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which is a failure: {reason}"

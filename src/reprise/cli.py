@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from reprise.io import ReproError
+from reprise.io import ReproError, load_yaml
 
 DEFAULT_CONFIG = "config/config.yaml"
 
@@ -32,12 +32,12 @@ def _load_config(scale: str | None, config_path: str = DEFAULT_CONFIG) -> dict[s
     path = Path(config_path)
     if not path.is_file():
         raise ReproError(f"{path} not found: run reprise from the repository root or pass --config")
-    cfg = yaml.safe_load(path.read_text())
+    cfg = load_yaml(path.read_text())
     if scale:
         scale_file = path.parent / "scales" / f"{scale}.yaml"
         if not scale_file.is_file():
             raise ReproError(f"no scale file {scale_file}; scales: smoke, mini, full")
-        cfg = merge(cfg, yaml.safe_load(scale_file.read_text()))
+        cfg = merge(cfg, load_yaml(scale_file.read_text()))
     return cfg
 
 

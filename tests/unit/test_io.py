@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from reprise.io import ReproError, atomic_dir, atomic_path, read_json, write_json
+from reprise.io import ReproError, atomic_dir, atomic_path, load_yaml, read_json, write_json
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -58,3 +58,27 @@ def test_download_streams_checks_and_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(ReproError, match=r"fetch_x: could not download .*; run snakemake fetch_x"):
         download((tmp_path / "gone").as_uri(), tmp_path / "other.bin", what="fetch_x", hint="run snakemake fetch_x")
     assert not (tmp_path / "other.bin").exists()
+
+
+def test_load_yaml_parses_every_config_as_the_safe_loader_does_and_stays_safe():
+    import yaml
+
+    from conftest import REPO
+
+    files = sorted((REPO / "config").rglob("*.yaml"))
+    assert len(files) > 10
+    for path in files:  # the C parser, when present, gives the same data as the pure-Python one
+        assert load_yaml(path.read_text()) == yaml.safe_load(path.read_text()), path
+    with pytest.raises(yaml.YAMLError):  # no arbitrary objects from a config file
+        load_yaml("x: !!python/object/apply:os.system ['true']")
+
+
+def test_experiment_packages_are_found_without_importing_them():
+    import subprocess
+    import sys
+
+    code = ("import sys; from reprise.workflow_checks import _has_experiments; "
+            "assert _has_experiments('nmf') and _has_experiments('graphs') and not _has_experiments('no_such'); "
+            "heavy = [m for m in ('sklearn', 'numba', 'torch') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # the DAG's config check imports none of them

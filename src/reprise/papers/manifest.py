@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from reprise.io import ReproError
+from reprise.io import ReproError, load_yaml
 
 FORMAT = 1
 DENSE = "dense"
@@ -407,7 +407,7 @@ def _schema_error(path: Path, err) -> ReproError:
 def _load_schema(schema_path: Path) -> dict:
     if not schema_path.is_file():
         raise ReproError(f"manifest schema {schema_path} not found; pass schema_path= or restore config/papers/manifest.schema.yaml")
-    return yaml.safe_load(schema_path.read_text())
+    return load_yaml(schema_path.read_text())
 
 
 def validate_manifest_data(data: Any, path: Path, schema_path: Path | None = None) -> None:
@@ -736,7 +736,7 @@ def load_manifest(path: str | Path, schema_path: str | Path | None = None) -> Ma
     if not path.is_file():
         raise ReproError(f"manifest {path} not found; paper manifests live in config/papers/<paper>.yaml")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ReproError(f"{path}: not valid YAML ({exc}). Fix the syntax at the position shown") from None
     if not isinstance(data, dict):

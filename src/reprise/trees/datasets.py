@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reprise.io import ReproError
+from reprise.io import ReproError, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -294,10 +294,9 @@ def _split_and_encode(df, y_raw, continuous, categorical, seed: int) -> Split:
 def load_pmlb(data_file, metadata_file, seed: int = 8) -> Split:
     """A fetched PMLB set, split 64/16/20 (stratified, ``seed``) and preprocessed as the official code does."""
     import pandas as pd
-    import yaml
 
     df = pd.read_csv(data_file, sep="\t")
-    meta = yaml.safe_load(Path(metadata_file).read_text())
+    meta = load_yaml(Path(metadata_file).read_text())
     types = {str(f["name"]): f.get("type", "continuous") for f in meta.get("features", [])}
     if "target" not in df.columns:
         raise ReproError(f"{data_file}: no 'target' column (columns: {', '.join(df.columns[:10])} …)")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from reprise.io import ReproError
+from reprise.io import ReproError, load_yaml
 
 KINDS = ("hub", "local-file", "wiki-xml")
 FORMATS = ("text", "jsonl", "parquet")
@@ -130,7 +130,7 @@ def load_registry(path: str | os.PathLike = DEFAULT_REGISTRY) -> dict[str, Datas
     if not path.is_file():
         raise ReproError(f"dataset registry {path} not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ReproError(f"dataset registry {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, Mapping):

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from reprise.io import ReproError
+from reprise.io import ReproError, load_yaml
 
 SOURCES = ("hub", "local", "gguf", "tiny")
 _SPEC_KEYS = {"source", "id", "revision", "path", "package", "file", "family", "config", "seed", "tokenizer",
@@ -72,7 +70,7 @@ def load_model_registry(path: str | os.PathLike = "config/models.yaml") -> dict[
     path = Path(path)
     if not path.is_file():
         raise ReproError(f"model registry {path} not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(path.read_text()) or {}
     out = {}
     for key, entry in raw.items():
         unknown = set(entry) - _SPEC_KEYS
