@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from reprise.io import ReproError, load_yaml
 
 DEFAULT_CONFIG = "config/config.yaml"
@@ -47,7 +45,7 @@ def _parse_kv(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ReproError(f"--set {item!r}: use key=value (value parsed as YAML)")
-        out[key] = yaml.safe_load(value)
+        out[key] = load_yaml(value)
     return out
 
 

@@ -5,7 +5,6 @@ references that only the registries can resolve: model keys, datasets, test sets
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -73,8 +72,7 @@ def check_config(config: Mapping[str, Any], models: Mapping, datasets: Mapping, 
 def _has_experiments(package: str) -> bool:
     """Whether ``reprise.<package>.experiments`` exists, found on disk: ``find_spec`` of a submodule
     imports its package, and the packages pull in sklearn or numba, seconds per snakemake call."""
-    root = importlib.util.find_spec("reprise")
-    if root is None or not root.submodule_search_locations:
-        return False
+    import reprise
+
     return any((Path(loc) / package / "experiments.py").is_file() or (Path(loc) / package / "experiments").is_dir()
-               for loc in root.submodule_search_locations)
+               for loc in reprise.__path__)

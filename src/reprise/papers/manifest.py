@@ -8,6 +8,7 @@ names the file, the key path and the fix.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -407,6 +408,13 @@ def _schema_error(path: Path, err) -> ReproError:
 def _load_schema(schema_path: Path) -> dict:
     if not schema_path.is_file():
         raise ReproError(f"manifest schema {schema_path} not found; pass schema_path= or restore config/papers/manifest.schema.yaml")
+    return _parsed_schema(schema_path.resolve(), schema_path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_schema(schema_path: Path, mtime_ns: int) -> dict:
+    """The schema parsed once per file version: the workflow validates every paper's manifest
+    against it in each snakemake call. Callers only read it (jsonschema does not modify it)."""
     return load_yaml(schema_path.read_text())
 
 
